@@ -1,0 +1,156 @@
+"""ViT-nano with 2D rotary position embeddings, plus the projector used by the training objectives.
+
+RoPE carries position only inside attention (rotations of queries and keys by the patch's row and
+column), so the same weights run at any input size that is a multiple of the patch: 32x32 gives an
+8x8 grid, 64x64 a 16x16 grid. The CLS token is not rotated (it has no position).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ViTConfig:
+    patch_size: int = 4
+    width: int = 512
+    depth: int = 6
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    in_chans: int = 3
+    rope_base: float = 100.0  # base of the rotary frequencies; grid coordinates are patch indices
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
+    """Angles (N, head_dim/2): the first half of the frequencies follow the row, the second the column."""
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    rows = torch.arange(grid_h, device=device, dtype=torch.float32).repeat_interleave(grid_w)
+    cols = torch.arange(grid_w, device=device, dtype=torch.float32).repeat(grid_h)
+    return torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[..., :d/2], x[..., d/2:]) of the patch tokens (token 0, CLS, is left as is)."""
+    cls, patches = x[:, :, :1], x[:, :, 1:]
+    a, b = patches.chunk(2, dim=-1)
+    rotated = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    return torch.cat([cls, rotated.to(x.dtype)], dim=2)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(cfg.width)
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.proj = nn.Linear(cfg.width, cfg.width)
+        self.norm2 = nn.LayerNorm(cfg.width)
+        hidden = int(cfg.width * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
+
+    def _qkv(self, x, cos, sin):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def forward(self, x, cos, sin):
+        q, k, v = self._qkv(x, cos, sin)
+        a = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(a.transpose(1, 2).flatten(2))
+        return x + self.mlp(self.norm2(x))
+
+    def forward_with_attention(self, x, cos, sin):
+        """Same as forward, with the attention probabilities computed explicitly and returned (B, H, T, T)."""
+        q, k, v = self._qkv(x, cos, sin)
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        probs = torch.softmax((q.float() @ k.float().transpose(-2, -1)) * scale, dim=-1)
+        a = (probs.to(v.dtype) @ v)
+        x = x + self.proj(a.transpose(1, 2).flatten(2))
+        return x + self.mlp(self.norm2(x)), probs
+
+
+class ViT(nn.Module):
+    """Vision transformer backbone: patch embedding, CLS token, pre-norm blocks with 2D RoPE, final norm."""
+
+    def __init__(self, cfg: ViTConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ViTConfig()
+        if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 4:
+            raise ValueError("width / heads must be a multiple of 4 for 2D RoPE")
+        self.patch_embed = nn.Conv2d(cfg.in_chans, cfg.width, cfg.patch_size, cfg.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.width
+
+    def _embed(self, x: torch.Tensor):
+        p = self.cfg.patch_size
+        if x.ndim != 4 or x.shape[-1] % p or x.shape[-2] % p:
+            raise ValueError(f"input must be B x C x H x W with H, W multiples of {p}, got {tuple(x.shape)}")
+        tokens = self.patch_embed(x)
+        gh, gw = tokens.shape[-2:]
+        tokens = tokens.flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1).to(tokens.dtype), tokens], dim=1)
+        angles = _rope_angles(gh, gw, self.cfg.width // self.cfg.heads, self.cfg.rope_base, x.device)
+        return tokens, angles.cos(), angles.sin()
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CLS B x D, patch tokens B x N x D) of the last layer, after the final norm."""
+        h, cos, sin = self._embed(x)
+        for block in self.blocks:
+            h = block(h, cos, sin)
+        h = self.norm(h)
+        return h[:, 0], h[:, 1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding used by the objectives and the probes: the CLS token (B x D)."""
+        return self.forward_features(x)[0]
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of every layer, Tensor[L, B, H, T, T] with T = 1 + N (token 0 is CLS)."""
+        h, cos, sin = self._embed(x)
+        maps = []
+        for block in self.blocks:
+            h, probs = block.forward_with_attention(h, cos, sin)
+            maps.append(probs)
+        return torch.stack(maps)
+
+
+class Projector(nn.Module):
+    """MLP head on the backbone embedding (as in LeJEPA's minimal example): Linear-BN-GELU x2, Linear."""
+
+    def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
