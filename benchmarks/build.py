@@ -1,0 +1,481 @@
+"""Build speed, page weight and chart payload: site_builder against MkDocs + Material on the same chapters.
+
+    python -m benchmarks.build                      # 12 chapters, 5 repetitions (a few minutes)
+    python -m benchmarks.build --scale 12,50,200,1000 --reps 3
+
+Prints tables: medians over --reps runs (with min-max), ratios site_builder / MkDocs measured in the same
+invocation, the machine's load, bytes per page, chart payloads, ms per formula, a cProfile of the cold
+build and, with --scale, cold build time against the number of chapters. Nothing here asserts a time.
+See benchmarks/mkdocs_site.py for how the MkDocs baseline is configured and what it leaves out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from benchmarks import corpus, measure, mkdocs_site
+from benchmarks.measure import Series
+
+REPO = Path(__file__).resolve().parent.parent
+KATEX_VERSION = "0.16.22"  # the KaTeX inside pykatex 0.1.1 (site_builder.content.math.KATEX_IN_PYKATEX)
+KATEX_CACHE = REPO / ".cache" / "bench" / f"katex-{KATEX_VERSION}"
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def print_table(title: str, headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print("  " + "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    for row in cells:
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    sys.stdout.flush()
+
+
+def kb(n: float) -> str:
+    return f"{n / 1024:.1f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+# ---------------------------------------------------------------------------------------------- tools
+
+
+class SiteBuilder:
+    """`python -m site_builder build` on a corpus; cold means no dist and no cache."""
+
+    name = "site_builder"
+
+    def __init__(self, root: Path, jobs: int | None = None):
+        self.root, self.out, self.jobs = root, root / "dist", jobs
+        self.corpus_root = root
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "site_builder", "build", "--root", str(self.root), "--out", str(self.out)]
+        return cmd + (["--jobs", str(self.jobs)] if self.jobs else [])
+
+    def clean(self) -> None:
+        shutil.rmtree(self.out, ignore_errors=True)
+        shutil.rmtree(self.root / ".cache", ignore_errors=True)
+
+    def build(self) -> measure.Sample:
+        return measure.run_timed(self.command(), cwd=self.root)
+
+    def sync(self) -> None:
+        pass
+
+
+class MkDocs:
+    """`mkdocs build` of the translated chapters (variant 'client' or 'katex', see mkdocs_site.py)."""
+
+    def __init__(self, corpus_root: Path, work: Path, n: int, variant: str, katex_dist: Path | None, dirty=False):
+        self.name = f"mkdocs-{variant}" + ("-dirty" if dirty else "")
+        self.corpus_root, self.dirty = corpus_root, dirty
+        self.project = work / f"mkdocs-{variant}"
+        self.out = self.project / "site"
+        self.config = mkdocs_site.write_project(corpus_root, self.project, n, variant, katex_dist)
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "mkdocs", "build", "-q", "-f", str(self.config), "-d", str(self.out)]
+        return cmd + (["--dirty"] if self.dirty else [])
+
+    def clean(self) -> None:
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def build(self) -> measure.Sample:
+        return measure.run_timed(self.command(), cwd=self.project)
+
+    def sync(self) -> None:
+        mkdocs_site.sync_docs(self.corpus_root, self.project)
+
+
+def katex_dist() -> Path | None:
+    """KaTeX's dist/ (CSS, fonts, JS) for the MkDocs baseline, from npm once, then from .cache/bench/."""
+    dist = KATEX_CACHE / "package" / "dist"
+    if dist.is_dir():
+        return dist
+    if not shutil.which("npm"):
+        return None
+    KATEX_CACHE.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["npm", "pack", f"katex@{KATEX_VERSION}", "--silent"], cwd=KATEX_CACHE,
+                          capture_output=True, text=True)
+    tgz = KATEX_CACHE / f"katex-{KATEX_VERSION}.tgz"
+    if proc.returncode != 0 or not tgz.exists():
+        return None
+    with tarfile.open(tgz) as tar:
+        tar.extractall(KATEX_CACHE, filter="data")
+    return dist if dist.is_dir() else None
+
+
+# ---------------------------------------------------------------------------------------------- phases
+
+
+def time_phases(tool, reps: int, n: int) -> dict[str, Series]:
+    """Cold (clean, build), no-op (build again) and one change (edit one chapter, build), `reps` each."""
+    res = {"cold": Series(), "no-op": Series(), "one change": Series()}
+    for _ in range(reps):
+        tool.clean()
+        res["cold"].samples.append(tool.build())
+    tool.build()  # settle (a first warm build may still write caches)
+    for _ in range(reps):
+        res["no-op"].samples.append(tool.build())
+    for rep in range(reps):
+        corpus.touch_chapter(tool.corpus_root, 1 + rep % n, edit=int(time.time() * 1000))
+        tool.sync()
+        res["one change"].samples.append(tool.build())
+    return res
+
+
+def speed_section(tools: list, reps: int, n: int) -> dict:
+    print(f"\n== Build time, {n} chapters, median of {reps} (min-max) seconds; load before: {measure.load()}")
+    results = {}
+    for tool in tools:
+        results[tool.name] = time_phases(tool, reps, n)
+        print(f"  {tool.name}: done (load {measure.load()})", flush=True)
+    rows = []
+    base = tools[0].name
+    for tool in tools:
+        r = results[tool.name]
+        row = [tool.name]
+        for phase in ("cold", "no-op", "one change"):
+            row += [f"{r[phase].median:.3f}", r[phase].spread, f"{r[phase].cores:.2f}"]
+        rows.append(row)
+    headers = ["tool"]
+    for phase in ("cold", "no-op", "one change"):
+        headers += [f"{phase} s", "min-max", "cores"]
+    print_table("Build time (wall seconds; 'cores' = CPU seconds per wall second)", headers, rows)
+    ratio_rows = []
+    for tool in tools[1:]:
+        ratio_rows.append([f"{base} / {tool.name}"] + [
+            ratio(results[base][p].median, results[tool.name][p].median) for p in ("cold", "no-op", "one change")])
+    print_table("Ratios (target: cold <= 0.20 against MkDocs)", ["", "cold", "no-op", "one change"], ratio_rows)
+    return {name: {p: [vars(s) | {"output": s.output[-500:]} for s in series.samples] for p, series in r.items()}
+            for name, r in results.items()}
+
+
+def startup_section() -> dict:
+    """Interpreter start and import cost: the floor under any no-op build run as a command."""
+    rows, out = [], {}
+    for label, code in [("python -c pass", "pass"),
+                        ("import site_builder.cli", "import site_builder.cli"),
+                        ("+ import site_builder.site.command", "import site_builder.site.command"),
+                        ("import mkdocs.commands.build", "import mkdocs.commands.build")]:
+        try:
+            samples = Series([measure.run_timed([sys.executable, "-c", code]) for _ in range(5)])
+        except SystemExit:  # module not there (yet)
+            rows.append([label, "n/a"])
+            continue
+        rows.append([label, f"{samples.median:.3f}"])
+        out[label] = samples.median
+    print_table("Start-up floor (median of 5, seconds)", ["command", "wall s"], rows)
+    return out
+
+
+def pages_with_charts(site: Path) -> tuple[str, str]:
+    """(a chapter page with charts, one without) by the corpus' rule: even chapters carry charts."""
+    return f"{corpus.chapter_slug(2)}.html", f"{corpus.chapter_slug(1)}.html"
+
+
+def bytes_section(tools: list) -> dict:
+    out = {}
+    rows = []
+    for tool in tools:
+        tool.clean()
+        tool.build()
+        total, files = measure.tree_size(tool.out)
+        pages = measure.html_pages(tool.out)
+        html_sizes = sorted(p.stat().st_size for p in pages)
+        html_gz = sorted(measure.gz_size(p.read_bytes()) for p in pages)
+        rows.append([tool.name, kb(total), files, len(pages), kb(html_sizes[len(pages) // 2]), kb(html_sizes[-1]),
+                     kb(html_gz[len(pages) // 2])])
+        out[tool.name] = {"dist_bytes": total, "files": files, "pages": len(pages), "html_bytes": html_sizes}
+    print_table("Output size (KB)", ["tool", "dist KB", "files", "pages", "HTML/page median", "max", "gzip median"],
+                rows)
+
+    rows = []
+    for tool in tools:
+        with_charts, without = pages_with_charts(tool.out)
+        loads = measure.browser_loads(tool.out, ["index.html", without, with_charts])
+        out[tool.name]["page_loads"] = [vars(load) for load in loads]
+        for load, label in zip(loads, ["home", "page, no charts", "page, charts"]):
+            js, js_gz = load.total("script")
+            data, data_gz = (a + b for a, b in zip(load.total("fetch"), load.total("xhr")))
+            css, css_gz = load.total("stylesheet")
+            fonts, _ = load.total("font")
+            ext = len(load.by_type.get("external", []))
+            rows.append([tool.name, label, kb(js), kb(js_gz), kb(load.inline_js), kb(data), kb(data_gz),
+                         kb(css), kb(fonts), ext])
+    print_table("What a first visit downloads (headless Chromium over HTTP, scrolled to the end; KB)",
+                ["tool", "page", "JS", "JS gz", "inline JS", "data", "data gz", "CSS", "fonts", "external"], rows)
+    return out
+
+
+def charts_section(site: Path) -> dict:
+    """Every chart data file in dist/: size raw and gzip, largest trace length."""
+    files = sorted(p for p in site.rglob("*.json") if _looks_like_chart(p))
+    rows, out = [], []
+    for p in files:
+        data = p.read_bytes()
+        points = _max_trace_points(json.loads(data))
+        out.append({"file": str(p.relative_to(site)), "bytes": len(data), "gzip": measure.gz_size(data),
+                    "max_points": points})
+    if not out:
+        print("\nChart data: no chart JSON files found in dist/")
+        return {}
+    raw = sorted(o["bytes"] for o in out)
+    gz = sorted(o["gzip"] for o in out)
+    pts = max(o["max_points"] for o in out)
+    over = [o["file"] for o in out if o["gzip"] > 150 * 1024]
+    rows = [[len(out), kb(raw[len(raw) // 2]), kb(raw[-1]), kb(gz[len(gz) // 2]), kb(gz[-1]), pts, len(over)]]
+    print_table("Chart JSON per chart (KB; target: none over 150 KB gzip, <= 2,000 points a trace)",
+                ["charts", "raw median", "raw max", "gzip median", "gzip max", "max points/trace", "over 150 KB gz"],
+                rows)
+    biggest = max(out, key=lambda o: o["gzip"])
+    print(f"  largest: {biggest['file']} ({kb(biggest['bytes'])} KB raw, {kb(biggest['gzip'])} KB gzip)")
+    return {"charts": out}
+
+
+def _looks_like_chart(path: Path) -> bool:
+    if "pagefind" in path.parts or path.name in ("search_index.json",):
+        return False
+    try:
+        head = path.read_bytes()[:4000]
+    except OSError:
+        return False
+    return b'"data"' in head or b'"traces"' in head or b'"x"' in head
+
+
+def _max_trace_points(obj) -> int:
+    """Length of the longest `x`/`y` list anywhere in a Plotly-like figure."""
+    best = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k in ("x", "y") and isinstance(v, list):
+                    best = max(best, len(v))
+                elif isinstance(v, (dict, list)):
+                    stack.append(v)
+        elif isinstance(o, list):
+            stack.extend(v for v in o if isinstance(v, (dict, list)))
+    return best
+
+
+_DISPLAY = re.compile(r"\$\$\n?(.*?)\n?\$\$", re.S)
+_INLINE = re.compile(r"\$([^$\n]+)\$")
+
+
+def math_section(root: Path) -> dict:
+    """Time KaTeX (pykatex, one core, in this process) over every formula of the corpus, first time seen."""
+    import pykatex
+
+    formulas = []
+    for md in sorted((root / "content").glob("*.md")):
+        text = re.sub(r"^```.*?^```", "", md.read_text(), flags=re.S | re.M)
+        formulas += [(re.sub(r"\\label\{[^}]*\}", "", f), True) for f in _DISPLAY.findall(text)]
+        formulas += [(f, False) for f in _INLINE.findall(_DISPLAY.sub("", text))]
+    pykatex.renderToString("x", displayMode=False)  # start-up of the JS engine, not per formula
+    start = time.perf_counter()
+    for tex, display in formulas:
+        pykatex.renderToString(tex, displayMode=display)
+    elapsed = time.perf_counter() - start
+    unique = len(set(formulas))
+    n_display = sum(d for _, d in formulas)
+    per = 1000 * elapsed / len(formulas)
+    print_table("Math (pykatex, this process, one core)",
+                ["formulas", "display", "unique", "total s", "ms/formula"],
+                [[len(formulas), n_display, unique, f"{elapsed:.2f}", f"{per:.2f}"]])
+    return {"formulas": len(formulas), "display": n_display, "unique": unique, "seconds": elapsed, "ms_per_formula": per}
+
+
+def profile_section(builder: SiteBuilder, n: int, top: int = 15) -> dict:
+    """cProfile of a cold build and of a one-chapter-changed build, in this process (--jobs 1 if offered)."""
+    from site_builder import cli
+
+    args = ["build", "--root", str(builder.root), "--out", str(builder.out)]
+    if builder_has_jobs():
+        args += ["--jobs", "1"]
+    cwd = os.getcwd()
+    os.chdir(builder.root)
+    try:
+        builder.clean()
+        stats = measure.profile_call(cli.main, args)
+        corpus.touch_chapter(builder.root, 1, edit=int(time.time() * 1000))
+        changed = measure.profile_call(cli.main, args)
+    finally:
+        os.chdir(cwd)
+    total = max(r[3] for r in measure.top_functions(stats, "cumtime", 1))
+    print(f"\n== cProfile of the cold {n}-chapter build (in-process{', --jobs 1' if builder_has_jobs() else ''}): "
+          f"{total:.2f} s under the profiler")
+    pkgs = measure.time_by_package(stats)
+    print_table("Where the time goes, by package (own time)", ["package", "s", "%"],
+                [[p, f"{t:.2f}", f"{100 * t / total:.0f}"] for p, t in pkgs[:12]])
+    print_table(f"Top {top} functions by own time", ["function", "calls", "own s", "cum s"],
+                [[f[:90], c, f"{t:.3f}", f"{cu:.3f}"] for f, c, t, cu in measure.top_functions(stats, "tottime", top)])
+    print_table(f"Top {top} functions by cumulative time", ["function", "calls", "own s", "cum s"],
+                [[f[:90], c, f"{t:.3f}", f"{cu:.3f}"] for f, c, t, cu in measure.top_functions(stats, "cumtime", top)])
+    counters = {
+        "KaTeX renders (pykatex.renderToString)": r"renderToString",
+        "markdown-it parses (MarkdownIt.parse)": r"markdown_it/main.py:parse$",
+        "Pygments highlights (pygments.highlight)": r"pygments/__init__.py:highlight$",
+        "Jinja2 template renders (Template.render)": r"jinja2/environment.py:render$",
+    }
+    rows = [[label, measure.calls_matching(stats, rx), measure.calls_matching(changed, rx)]
+            for label, rx in counters.items()]
+    print_table("Work done: cold build vs. after editing one chapter (calls)", ["", "cold", "one change"], rows)
+    return {"cold_top": measure.top_functions(stats, "tottime", 30), "packages": pkgs,
+            "work": {r[0]: {"cold": r[1], "one change": r[2]} for r in rows}}
+
+
+def builder_has_jobs() -> bool:
+    proc = subprocess.run([sys.executable, "-m", "site_builder", "build", "--help"], capture_output=True, text=True)
+    return "--jobs" in proc.stdout
+
+
+def jobs_section(builder: SiteBuilder, reps: int) -> dict:
+    """Does the process pool pay? Cold builds with --jobs 1 and 2."""
+    rows, out = [], {}
+    for jobs in (1, 2):
+        builder.jobs = jobs
+        series = Series()
+        for _ in range(reps):
+            builder.clean()
+            series.samples.append(builder.build())
+        out[jobs] = series.median
+        rows.append([f"--jobs {jobs}", f"{series.median:.3f}", series.spread, f"{series.cores:.2f}"])
+    builder.jobs = None
+    print_table("Cold build, one process vs. two (seconds)", ["", "median", "min-max", "cores"], rows)
+    print(f"  speed-up with 2 jobs: {out[1] / out[2]:.2f}x")
+    return out
+
+
+def scale_section(sizes: list[int], reps: int, work: Path, katex: Path | None, with_mkdocs: bool) -> dict:
+    rows, out = [], {}
+    print(f"\n== Scaling: cold builds, median of {reps}; load before: {measure.load()}")
+    for n in sizes:
+        root = corpus.write_corpus(work / f"scale-{n}", n)
+        tools = [SiteBuilder(root)]
+        if with_mkdocs:
+            mk_work = work / f"scale-{n}-mkdocs"
+            tools += [MkDocs(root, mk_work, n, "client", katex), MkDocs(root, mk_work, n, "katex", katex)]
+        times = {}
+        for tool in tools:
+            series = Series()
+            for _ in range(reps):
+                tool.clean()
+                series.samples.append(tool.build())
+            times[tool.name] = series.median
+        out[n] = times
+        sb = times["site_builder"]
+        row = [n, f"{sb:.2f}", f"{1000 * sb / n:.0f}"]
+        for name in ("mkdocs-client", "mkdocs-katex"):
+            if name in times:
+                row += [f"{times[name]:.2f}", ratio(sb, times[name])]
+        rows.append(row)
+        print(f"  {n} chapters done (load {measure.load()})", flush=True)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work / f"scale-{n}-mkdocs", ignore_errors=True)
+    headers = ["chapters", "site_builder s", "ms/chapter"]
+    if with_mkdocs:
+        headers += ["mkdocs-client s", "ratio", "mkdocs-katex s", "ratio"]
+    print_table("Cold build time against size (linear = constant ms/chapter)", headers, rows)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def environment() -> dict:
+    def ver(pkg):
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "not installed"
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    env = {
+        "cpus": os.cpu_count(), "load": measure.load(), "python": platform.python_version(),
+        "site_builder commit": commit.stdout.strip() or "?", "mkdocs": ver("mkdocs"),
+        "mkdocs-material": ver("mkdocs-material"), "pykatex": ver("pykatex"), "markdown-it-py": ver("markdown-it-py"),
+    }
+    print("== Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.build", description=__doc__.split("\n")[0])
+    parser.add_argument("--chapters", type=int, default=12, help="chapters in the main corpus (default 12)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement (default 5)")
+    parser.add_argument("--scale", default="", help="comma-separated chapter counts for the scaling table, "
+                        "e.g. 12,50,200,1000 (default: skip)")
+    parser.add_argument("--scale-reps", type=int, default=1, help="repetitions per size in --scale (default 1)")
+    parser.add_argument("--no-mkdocs", action="store_true", help="time site_builder only")
+    parser.add_argument("--no-browser", action="store_true", help="skip the Chromium page-weight measurement")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile section")
+    parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="also write every number measured to this JSON file")
+    args = parser.parse_args(argv)
+
+    results: dict = {"environment": environment()}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="site_builder-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        root = corpus.write_corpus(work / "corpus", args.chapters)
+        words = sum(len(p.read_text().split()) for p in (root / "content").glob("*.md"))
+        print(f"== Corpus: {args.chapters} chapters, {words} words (incl. markup), {len(corpus.RUNS)} runs x "
+              f"{corpus.STEPS} rows, generated in {time.perf_counter() - start:.1f} s under {work}")
+        katex = None if args.no_mkdocs else katex_dist()
+        if not args.no_mkdocs and katex is None:
+            print("  (npm not available: the MkDocs baseline runs without KaTeX's files; its page weight "
+                  "then misses KaTeX's JS, CSS and fonts)")
+        builder = SiteBuilder(root)
+        tools = [builder]
+        if not args.no_mkdocs:
+            tools += [MkDocs(root, work, args.chapters, "client", katex),
+                      MkDocs(root, work, args.chapters, "katex", katex),
+                      MkDocs(root, work, args.chapters, "katex", katex, dirty=True)]
+        results["startup"] = startup_section()
+        results["speed"] = speed_section(tools, args.reps, args.chapters)
+        if builder_has_jobs():
+            results["jobs"] = jobs_section(builder, args.reps)
+        if not args.no_browser:
+            results["bytes"] = bytes_section([t for t in tools if not t.name.endswith("dirty")])
+        else:
+            builder.clean()
+            builder.build()
+        results["charts"] = charts_section(builder.out)
+        results["math"] = math_section(root)
+        if not args.no_profile:
+            results["profile"] = profile_section(builder, args.chapters)
+        if args.scale:
+            sizes = [int(s) for s in args.scale.split(",")]
+            results["scale"] = scale_section(sizes, args.scale_reps, work, katex, not args.no_mkdocs)
+        print(f"\n== Done in {time.perf_counter() - start:.0f} s; load after: {measure.load()}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
