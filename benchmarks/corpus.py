@@ -280,7 +280,7 @@ def make_chapter(i: int, n: int, headings: dict[int, list[str]], rng: random.Ran
         words += section_words
     if has_charts:
         run = rng.choice(RUNS)
-        parts.append(f"```table\nsource: runs/{run}/config.json\nkeys: [model/depth, model/width, sigreg/lambda]\n"
+        parts.append(f"```table\nid: tbl:c{i}\nsource: runs/{run}/config.json\nkeys: [model/depth, model/width, sigreg/lambda]\n"
                      f"caption: Hyper-parameters of {run}.\n```\n")
     parts.extend(f"[^{k}]: {text}\n" for k, text in enumerate(footnotes, 1))
     return "\n".join(parts)
@@ -299,6 +299,7 @@ def write_corpus(root: Path, n_chapters: int, seed: int = 0) -> Path:
     content.mkdir(parents=True, exist_ok=True)
     heading_rng = random.Random(seed)
     headings = {i: heading_rng.sample(HEADINGS, 8) for i in range(1, n_chapters + 1)}
+    (root / "site.toml").write_text('title = "Benchmark corpus"\n')
     (content / "index.md").write_text(make_index(n_chapters))
     for i in range(1, n_chapters + 1):
         text = make_chapter(i, n_chapters, headings, random.Random(f"{seed}-{i}"))
