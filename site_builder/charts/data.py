@@ -1,0 +1,171 @@
+"""Reading the export files a chapter points at (README, "File formats"): history CSV / columnar JSON,
+flat {key: value} JSON, panels JSON.
+
+Errors are raised as UserError without a location; the caller adds the chapter's file and line.
+Large CSVs are streamed with pyarrow and only the requested columns are parsed.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from site_builder.errors import UserError
+
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class SourceMissing(Exception):
+    """The source file does not exist yet: the page shows a 'pending' box instead of numbers."""
+
+
+def resolve_source(exports: Path, rel: str) -> Path:
+    """`rel` is relative to exports/; it may not leave that folder."""
+    rel = str(rel).strip()
+    candidate = (exports / rel).resolve()
+    if Path(rel).is_absolute() or not candidate.is_relative_to(exports.resolve()):
+        raise UserError(f"source '{rel}' must be a path inside exports/ (for example runs/<run>/history.csv)")
+    if not candidate.is_file():
+        raise SourceMissing(rel)
+    return candidate
+
+
+@dataclass
+class Column:
+    """One numeric column: `values` (float64; NaN/inf as logged) and `logged` (False where the cell was empty)."""
+
+    values: np.ndarray
+    logged: np.ndarray
+
+
+def _unknown(kind: str, name: str, rel: str, existing: list[str]) -> UserError:
+    guess = difflib.get_close_matches(name, existing, n=1)
+    hint = f" Did you mean '{guess[0]}'?" if guess else ""
+    return UserError(f"{kind} '{name}' is not in {rel}.{hint} {kind.capitalize()}s there: {', '.join(existing)}")
+
+
+def csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def columns_of(path: Path) -> list[str]:
+    if path.suffix == ".csv":
+        return csv_header(path)
+    data = load_json(path)
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        return list(data["columns"])
+    raise UserError(f"{path.name} is not a table (CSV or columnar JSON with 'columns' and 'data')")
+
+
+def load_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"{path.name}: invalid JSON: {exc}") from None
+
+
+def read_numeric_columns(path: Path, rel: str, names: list[str]) -> dict[str, Column]:
+    """Read the named columns of a history table as numbers (CSV streamed, only these columns parsed)."""
+    existing = columns_of(path)
+    for name in names:
+        if name not in existing:
+            raise _unknown("column", name, rel, existing)
+    names = list(dict.fromkeys(names))
+    if path.suffix == ".csv":
+        return _read_csv_numeric(path, rel, names)
+    data = load_json(path)["data"]
+    out = {}
+    for name in names:
+        raw = data[name]
+        logged = np.array([v is not None for v in raw], dtype=bool)
+        try:
+            values = np.array([NON_FINITE.get(v, v) if v is not None else math.nan for v in raw], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"column '{name}' in {rel} is not numeric") from None
+        out[name] = Column(values, logged)
+    return out
+
+
+def _read_csv_numeric(path: Path, rel: str, names: list[str]) -> dict[str, Column]:
+    convert = pacsv.ConvertOptions(
+        include_columns=names,
+        column_types={n: pa.float64() for n in names},
+        null_values=[""],  # empty = not logged; "nan"/"inf" stay values
+        strings_can_be_null=False,
+    )
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=convert)
+        table = reader.read_all()
+    except pa.ArrowInvalid as exc:
+        raise UserError(f"{rel}: cannot read as numbers: {str(exc).splitlines()[0]}") from None
+    out = {}
+    for name in names:
+        chunked = table.column(name)
+        logged = chunked.is_valid().to_numpy(zero_copy_only=False)
+        values = chunked.fill_null(math.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        out[name] = Column(values, logged)
+    return out
+
+
+def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[str], list[list[Any]]]:
+    """Rows of a CSV / columnar JSON table (values as Python objects; None = empty)."""
+    existing = columns_of(path)
+    columns = columns or existing
+    for name in columns:
+        if name not in existing:
+            raise _unknown("column", name, rel, existing)
+    if path.suffix == ".csv":
+        convert = pacsv.ConvertOptions(include_columns=columns, null_values=[""], strings_can_be_null=True)
+        try:
+            table = pacsv.read_csv(path, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            raise UserError(f"{rel}: cannot read: {str(exc).splitlines()[0]}") from None
+        data = {c: table.column(c).to_pylist() for c in columns}
+    else:
+        raw = load_json(path)["data"]
+        data = {c: [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in raw[c]] for c in columns}
+    n_rows = len(next(iter(data.values()))) if data else 0
+    return columns, [[data[c][i] for c in columns] for i in range(n_rows)]
+
+
+def read_mapping(path: Path, rel: str) -> dict[str, Any]:
+    """A flat {key: value} JSON file (config.json, summary.json)."""
+    data = load_json(path) if path.suffix == ".json" else None
+    if not isinstance(data, dict) or ("columns" in data and "data" in data):
+        raise UserError(f"{rel} is not a flat {{key: value}} JSON file")
+    return data
+
+
+def lookup_key(mapping: dict[str, Any], key: str, rel: str) -> Any:
+    if key not in mapping:
+        raise _unknown("key", key, rel, sorted(mapping))
+    value = mapping[key]
+    return NON_FINITE.get(value, value) if isinstance(value, str) else value
+
+
+AGGREGATES = ("last", "first", "max", "min")
+
+
+def aggregate(column: Column, agg: str, name: str, rel: str) -> float:
+    """@last/@first: the last/first logged value; @max/@min over the logged values (NaN ignored)."""
+    values = column.values[column.logged]
+    if values.size == 0:
+        raise UserError(f"column '{name}' in {rel} has no logged values")
+    if agg == "last":
+        return float(values[-1])
+    if agg == "first":
+        return float(values[0])
+    finite = values[~np.isnan(values)]
+    if finite.size == 0:
+        return math.nan
+    return float(finite.max() if agg == "max" else finite.min())

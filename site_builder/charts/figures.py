@@ -1,0 +1,207 @@
+"""Chart specs (the ```chart blocks, README "Writing chapters") -> Plotly figure JSON + full-data CSV.
+
+The figure JSON is embedded in the page and drawn by templates/assets/site.js when it scrolls into
+view; that script also applies the smoothing slider and the log-y toggle. Line traces are cut to at most
+MAX_POINTS points with MinMaxLTTB (keeps each bucket's minimum and maximum, so spikes survive); the CSV
+beside the chart has every logged row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from site_builder.charts.data import Column, SourceMissing, load_json, read_numeric_columns, resolve_source
+from site_builder.errors import UserError
+
+MAX_POINTS = 2000
+CHART_TYPES = ("line", "scatter", "bar", "panels")
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height"}
+
+
+@dataclass
+class ChartResult:
+    figure: dict | None  # None when a source is missing (pending)
+    csv: bytes | None = None  # full data for download
+    missing: list[str] = field(default_factory=list)  # sources that do not exist yet
+
+
+def check_spec(spec: dict) -> dict:
+    """Validate a chart block's keys and values; returns the spec with defaults filled in."""
+    for key in spec:
+        if key.startswith("_"):
+            continue
+        if key not in SPEC_KEYS:
+            guess = difflib.get_close_matches(key, sorted(SPEC_KEYS), n=1)
+            hint = f" Did you mean '{guess[0]}'?" if guess else ""
+            raise UserError(f"chart: unknown key '{key}'.{hint} Keys: {', '.join(sorted(SPEC_KEYS))}")
+    spec = dict(spec)
+    spec.setdefault("type", "line")
+    if spec["type"] not in CHART_TYPES:
+        raise UserError(f"chart: type '{spec['type']}' is not one of {', '.join(CHART_TYPES)}")
+    if "source" not in spec:
+        raise UserError("chart: 'source' is required (a path under exports/, or {label: path, ...})")
+    if spec["type"] != "panels":
+        if "y" not in spec:
+            raise UserError("chart: 'y' is required (a column or a list of columns)")
+        spec["y"] = [spec["y"]] if isinstance(spec["y"], str) else spec["y"]
+        if not isinstance(spec["y"], list) or not all(isinstance(c, str) for c in spec["y"]):
+            raise UserError("chart: 'y' must be a column name or a list of column names")
+        spec.setdefault("x", "_step")
+    smoothing = spec.setdefault("smoothing", 0)
+    if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
+    if not isinstance(spec.setdefault("log_y", False), bool):
+        raise UserError("chart: log_y must be true or false")
+    return spec
+
+
+def sources_of(spec: dict) -> dict[str, str]:
+    """{label: path}; a single path gets the label '' (one run: traces are named by column)."""
+    source = spec["source"]
+    if isinstance(source, str):
+        return {"": source}
+    if isinstance(source, dict) and source and all(isinstance(v, str) for v in source.values()):
+        return {str(k): v for k, v in source.items()}
+    raise UserError("chart: source must be a path or a mapping {label: path}")
+
+
+def build_chart(spec: dict, exports: Path) -> ChartResult:
+    spec = check_spec(spec)
+    paths: dict[str, tuple[str, Path]] = {}
+    missing = []
+    for label, rel in sources_of(spec).items():
+        try:
+            paths[label] = (rel, resolve_source(exports, rel))
+        except SourceMissing:
+            missing.append(rel)
+    if missing:
+        return ChartResult(None, missing=missing)
+    if spec["type"] == "panels":
+        if len(paths) != 1:
+            raise UserError("chart: a panels chart takes one source file")
+        rel, path = next(iter(paths.values()))
+        return ChartResult(panels_figure(spec, rel, path))
+    return _series_chart(spec, paths)
+
+
+def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
+    x_name, y_names = spec["x"], spec["y"]
+    traces, tables = [], []
+    for label, (rel, path) in paths.items():
+        columns = read_numeric_columns(path, rel, [x_name, *y_names])
+        x = columns[x_name]
+        for y_name in y_names:
+            xs, ys = _plottable(x, columns[y_name])
+            if spec["type"] == "line":
+                xs, ys = downsample(xs, ys, MAX_POINTS)
+            name = f"{label} · {y_name}" if label else y_name
+            traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
+        tables.append((label, columns))
+    figure = {
+        "type": spec["type"],
+        "smoothing": float(spec["smoothing"]),
+        "log_y": spec["log_y"],
+        "traces": traces,
+        "layout": {
+            "xaxis": {"title": {"text": spec.get("x_title", x_name)}},
+            "yaxis": {"title": {"text": spec.get("y_title", y_names[0] if len(y_names) == 1 else "")}},
+        },
+    }
+    return ChartResult(figure, csv=_full_csv(x_name, y_names, tables))
+
+
+def _plottable(x: Column, y: Column) -> tuple[np.ndarray, np.ndarray]:
+    """Rows where both x and y were logged and are finite, sorted by x (Plotly cannot draw inf)."""
+    keep = x.logged & y.logged & np.isfinite(x.values) & np.isfinite(y.values)
+    xs, ys = x.values[keep], y.values[keep]
+    if xs.size > 1 and np.any(np.diff(xs) < 0):
+        order = np.argsort(xs, kind="stable")
+        xs, ys = xs[order], ys[order]
+    return xs, ys
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most n_out points, keeping extremes (tsdownsample's MinMaxLTTB); x must be sorted."""
+    if x.size <= n_out:
+        return x, y
+    from tsdownsample import MinMaxLTTBDownsampler
+
+    index = MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out)
+    return x[index], y[index]
+
+
+def _full_csv(x_name: str, y_names: list[str], tables: list[tuple[str, dict[str, Column]]]) -> bytes:
+    """Every logged row of the plotted columns, one block per run (a 'run' column when there are several)."""
+    parts = []
+    for label, columns in tables:
+        any_logged = np.zeros(columns[x_name].values.size, dtype=bool)
+        for name in y_names:
+            any_logged |= columns[name].logged
+        arrays = {}
+        if len(tables) > 1:
+            arrays["run"] = pa.array([label] * int(any_logged.sum()), pa.string())
+        for name in dict.fromkeys([x_name, *y_names]):
+            col = columns[name]
+            arrays[name] = pa.array(col.values[any_logged], mask=~col.logged[any_logged])
+        parts.append(pa.table(arrays))
+    table = pa.concat_tables(parts)
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    return sink.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------
+# panels: heat maps and RGB images, grouped into frames
+
+
+def panels_figure(spec: dict, rel: str, path: Path) -> dict:
+    data = load_json(path)
+    panels = data.get("panels") if isinstance(data, dict) else None
+    if not isinstance(panels, list) or not panels:
+        raise UserError(f"{rel} is not a panels file: it needs a non-empty 'panels' list")
+    frames: dict[str, list[dict]] = {}
+    for i, panel in enumerate(panels):
+        if not isinstance(panel, dict) or ("z" in panel) == ("rgb" in panel):
+            raise UserError(f"{rel}: panel {i} needs exactly one of 'z' (heat map) or 'rgb' (image)")
+        frames.setdefault(str(panel.get("frame", "")), []).append(panel)
+    figure_frames = []
+    for frame, members in frames.items():
+        traces, layout = [], {"grid": {"rows": 1, "columns": len(members), "pattern": "independent"}}
+        for j, panel in enumerate(members):
+            axis = "" if j == 0 else str(j + 1)
+            if "z" in panel:
+                z = np.asarray(panel["z"], dtype=np.float64)
+                if z.ndim != 2:
+                    raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'z' must be a 2-D list")
+                trace = {"type": "heatmap", "z": _finite_or_none(z), "colorscale": "Viridis", "showscale": False}
+                layout[f"yaxis{axis}"] = {"autorange": "reversed", "scaleanchor": f"x{axis}", "visible": False}
+            else:
+                rgb = np.asarray(panel["rgb"])
+                if rgb.ndim != 3 or rgb.shape[2] != 3:
+                    raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'rgb' must be H×W×3")
+                trace = {"type": "image", "z": rgb.astype(int).tolist()}
+                layout[f"yaxis{axis}"] = {"visible": False, "scaleanchor": f"x{axis}"}
+            trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}", name=str(panel.get("title", "")))
+            traces.append(trace)
+            layout[f"xaxis{axis}"] = {
+                "title": {"text": str(panel.get("title", ""))},
+                "side": "top",
+                "showticklabels": False,
+                "showgrid": False,
+                "zeroline": False,
+            }
+        figure_frames.append({"label": frame, "traces": traces, "layout": layout})
+    return {"type": "panels", "frame_label": str(data.get("frame_label", "frame")), "frames": figure_frames}
+
+
+def _finite_or_none(z: np.ndarray) -> list:
+    return [[float(v) if math.isfinite(v) else None for v in row] for row in z]
