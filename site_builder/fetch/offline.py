@@ -1,0 +1,120 @@
+"""Offline wandb runs (`wandb/offline-run-*/run-*.wandb`) read through wandb's own CLI.
+
+wandb 0.31 prints a .wandb transaction log with `wandb leet inspect --json FILE` (one JSON record
+per line) and `wandb leet inspect --summary --json FILE` (state, name, config, summary). That CLI is
+the supported reader; the wandb version is pinned in pyproject (`>=0.31,<0.32`) and
+tests/test_fetch_offline.py fails loudly if its output changes shape. The two commands run in
+parallel. Both exit 0 on a damaged file and only warn on stderr, so any stderr output is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from site_builder.errors import UserError
+from site_builder.fetch.run_data import RunData
+
+
+def find_run_file(path: Path) -> Path:
+    """The run-*.wandb file of a run folder (or the file itself)."""
+    if path.is_file():
+        if path.suffix != ".wandb":
+            raise UserError("not a .wandb file (expected wandb/offline-run-*/run-*.wandb or its folder)", path=path)
+        return path
+    if not path.is_dir():
+        raise UserError("no such file or folder", path=path)
+    found = sorted(path.glob("run-*.wandb"))
+    if len(found) != 1:
+        what = "no run-*.wandb file" if not found else f"{len(found)} run-*.wandb files"
+        raise UserError(f"{what} in this folder; give an offline run folder or use --all-offline", path=path)
+    return found[0]
+
+
+def find_offline_runs(folder: Path) -> list[Path]:
+    """Every run-*.wandb file under `folder` (each offline run once, `latest-run` links skipped)."""
+    if not folder.is_dir():
+        raise UserError("no such folder (expected the wandb/ folder of offline runs)", path=folder)
+    files = {p.resolve(): p for p in sorted(folder.rglob("run-*.wandb")) if "latest-run" not in p.parts}
+    if not files:
+        raise UserError("no offline runs (run-*.wandb files) under this folder", path=folder)
+    return sorted(files.values())
+
+
+def _quiet_offline_env() -> dict[str, str]:
+    """Reading a local file must never reach the network (wandb-core's error reporting included)."""
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_ERROR_REPORTING="false", WANDB_SILENT="true")
+    return env
+
+
+def _inspect(run_file: Path, *flags: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *flags, str(run_file)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_quiet_offline_env())
+
+
+def _finish(proc: subprocess.Popen, run_file: Path, allow_incomplete: bool) -> tuple[bytes, list[str]]:
+    out, err = proc.communicate()
+    message = " ".join(err.decode("utf-8", "replace").split())
+    if proc.returncode != 0:
+        raise UserError(f"cannot read this .wandb file: {message or f'wandb exited with {proc.returncode}'}", path=run_file)
+    if message and not allow_incomplete:
+        raise UserError(
+            f"the .wandb file is damaged or incomplete ({message}); if the run was cut off, "
+            "--allow-incomplete exports the records before the damage",
+            path=run_file,
+        )
+    return out, [message] if message else []
+
+
+def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
+    """Read one offline run: history rows, config, summary and provenance."""
+    records_proc = _inspect(run_file)
+    summary_proc = _inspect(run_file, "--summary")
+    records, warnings = _finish(records_proc, run_file, allow_incomplete)
+    summary_out, _ = _finish(summary_proc, run_file, allow_incomplete)
+
+    rows: list[dict[str, Any]] = []
+    header = None
+    for line in records.splitlines():
+        if b'"type":"history"' in line:
+            rows.append(orjson.loads(line)["history"]["item"])
+        elif header is None and b'"type":"header"' in line:
+            header = orjson.loads(line)["header"]
+    if header is None:
+        raise UserError("not a wandb run log (no header record); is the file empty?", path=run_file)
+    try:
+        info = orjson.loads(summary_out)
+        producer = header.get("version_info", {}).get("producer", "")
+        return RunData(
+            rows=rows,
+            config=info.get("config") or {},
+            summary=info.get("summary") or {},
+            where=str(run_file),
+            source=_portable(run_file),
+            kind="offline",
+            run_id=info["run_id"],
+            run_name=info.get("name") or "",
+            project=info.get("project") or "",
+            entity=info.get("entity") or "",
+            state=info.get("state") or "unknown",
+            start_time=info.get("start_time") or "",
+            logged_with_wandb=producer.split("+")[0],
+            warnings=warnings,
+        )
+    except (orjson.JSONDecodeError, KeyError, AttributeError) as exc:
+        raise UserError(f"unexpected output from `wandb leet inspect --summary --json` ({exc})", path=run_file)
+
+
+def _portable(path: Path) -> str:
+    """The run file's path relative to the working folder, or from its offline-run-* folder on (no machine paths)."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(*resolved.parts[-2:]).as_posix()

@@ -1,0 +1,279 @@
+"""`fetch` on real offline runs written by wandb itself: the export equals what was logged, value by value.
+
+The runs are made once per session (wandb.init takes about a second each). If a wandb release
+changes what `wandb leet inspect --json` prints, these tests fail: that CLI is the offline reader.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from site_builder import cli
+
+wandb = pytest.importorskip("wandb")
+
+QUIET_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_ERROR_REPORTING": "false",
+                 "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true"}
+STEPS = 3000
+CONFIG = {"lr": 0.002, "model": {"depth": 4, "width": 192, "rope": "2d"}, "views": [2, 6], "seed": None}
+
+
+def logged_rows() -> list[tuple[int, dict]]:
+    """What the main run logs: per-step losses, per-epoch probe accuracy, a rare key, text, non-finite values."""
+    rows = []
+    for i in range(STEPS):
+        step = 2 * i  # steps need not be consecutive
+        row = {"train/loss": 1.0 / (i + 1) + 0.01 * math.sin(i), "train/lr": 0.002 * min(1.0, i / 300)}
+        if i == 5:
+            row["train/loss"] = float("nan")
+        if i == 6:
+            row["train/loss"] = float("inf")
+        if i == 7:
+            row["train/lr"] = float("-inf")
+        if i % 100 == 99:
+            row["epoch"] = i // 100
+            row["probe/test_acc"] = round(0.01 + 0.3 * i / STEPS, 6)
+        if i % 10 == 0:
+            row["grad"] = {"norm": 1.0 + i / 7}  # wandb names nested keys "grad.norm"
+        if i == 1234:
+            row["rare/metric"] = 42
+        if i % 500 == 0:
+            row["sample/caption"] = f"text at {i}"  # not a number: left out of the table
+        rows.append((step, row))
+    return rows
+
+
+def expected_columns(rows) -> dict[str, dict[int, float]]:
+    columns: dict[str, dict[int, float]] = {}
+    for step, row in rows:
+        for key, value in row.items():
+            if key == "grad":
+                columns.setdefault("grad.norm", {})[step] = value["norm"]
+            elif not isinstance(value, str):
+                columns.setdefault(key, {})[step] = value
+    return columns
+
+
+def _make_run(root: Path, name: str, rows, config=None, summary=None) -> Path:
+    run = wandb.init(mode="offline", dir=root, project="fetch-tests", name=name, config=config or {},
+                     settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
+    for step, row in rows:
+        wandb.log(row, step=step)
+    for key, value in (summary or {}).items():
+        run.summary[key] = value
+    run.finish()
+    (folder,) = [p for p in (root / "wandb").glob("offline-run-*") if p.name.endswith(run.id)]
+    return folder
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty."""
+    saved = {k: os.environ.get(k) for k in QUIET_OFFLINE}
+    os.environ.update(QUIET_OFFLINE)
+    try:
+        root = tmp_path_factory.mktemp("wandb-runs")
+        made = {
+            "main": _make_run(root, "lejepa-test", logged_rows(), CONFIG, {"final_probe/test_top1": 0.3125}),
+            "second": _make_run(root, "infonce-test", [(s, {"train/loss": 2.0 - s / 10}) for s in range(20)]),
+        }
+        other = tmp_path_factory.mktemp("wandb-other")
+        made["clash"] = _make_run(other, "clash", [(0, {"train loss": 1.0, "train_loss": 2.0})])
+        made["empty"] = _make_run(other, "empty", [])
+        made["root"] = root / "wandb"
+        yield made
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def fetch(*args: str) -> int:
+    return cli.main(["fetch", *args])
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def same_value(cell: float, expected: float) -> bool:
+    return (math.isnan(cell) and math.isnan(expected)) or cell == expected
+
+
+@pytest.fixture(scope="session")
+def main_export(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "runs"
+    assert fetch(str(runs["main"]), "--out", str(out)) == 0
+    return out / "lejepa-test"
+
+
+def test_history_csv_equals_logged_values(main_export):
+    expected = expected_columns(logged_rows())
+    with open(main_export / "history.csv", newline="") as f:
+        table = list(csv.reader(f))
+    header, body = table[0], table[1:]
+    metrics = [c for c in header if not c.startswith("_")]
+    assert header[0] == "_step"
+    assert metrics == sorted(expected)  # text key left out; nested key flattened; sorted
+    assert [int(r[0]) for r in body] == [step for step, _ in logged_rows()]
+    for row in body:
+        step = int(row[0])
+        for name in metrics:
+            cell = row[header.index(name)]
+            if step in expected[name]:
+                assert same_value(float(cell), expected[name][step]), (name, step, cell)
+            else:
+                assert cell == "", (name, step, cell)
+    assert body[5][header.index("train/loss")] == "nan"
+    assert body[6][header.index("train/loss")] == "inf"
+    assert body[7][header.index("train/lr")] == "-inf"
+
+
+def test_history_json_matches_and_marks_not_logged_and_nonfinite(main_export):
+    expected = expected_columns(logged_rows())
+    doc = json.loads((main_export / "history.json").read_text())
+    steps = doc["data"]["_step"]
+    assert doc["columns"][0] == "_step" and set(doc["columns"]) == set(doc["data"])
+    nonfinite = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+    for name, by_step in expected.items():
+        column = doc["data"][name]
+        for step, value in zip(steps, column):
+            if step not in by_step:
+                assert value is None
+            else:
+                assert same_value(nonfinite.get(value, value), by_step[step]), (name, step, value)
+    assert doc["data"]["train/loss"][5:7] == ["NaN", "Infinity"]
+    assert doc["data"]["rare/metric"].count(None) == STEPS - 1
+
+
+def test_config_summary_and_meta(main_export, runs):
+    config = json.loads((main_export / "config.json").read_text())
+    assert config == {"lr": 0.002, "model/depth": 4, "model/width": 192, "model/rope": "2d", "views": [2, 6], "seed": None}
+    summary = json.loads((main_export / "summary.json").read_text())
+    last_step, last_row = logged_rows()[-1]
+    assert summary["final_probe/test_top1"] == 0.3125
+    assert summary["train/loss"] == last_row["train/loss"] and summary["_step"] == last_step
+    meta = json.loads((main_export / "meta.json").read_text())
+    assert meta["rows"] == STEPS and meta["state"] == "finished" and meta["run_name"] == "lejepa-test"
+    assert meta["source_kind"] == "offline" and meta["run_id"] in runs["main"].name
+    assert not os.path.isabs(meta["source"]) and meta["source"].endswith(".wandb")
+    assert meta["wandb_version"] == wandb.__version__
+    assert meta["sha256"]["history.csv"] == hashlib.sha256((main_export / "history.csv").read_bytes()).hexdigest()
+    assert "sample/caption" in meta["skipped_metrics"]
+    index = json.loads((main_export.parent / "index.json").read_text())
+    assert [r["name"] for r in index["runs"]] == ["lejepa-test"] and index["runs"][0]["rows"] == STEPS
+
+
+def test_refetch_unchanged_rewrites_nothing_and_keys_replace_the_folder(runs, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert fetch(str(runs["second"]), "--out", str(out), "--name", "b") == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "b").iterdir()}
+    inode = (out / "b").stat().st_ino
+    capsys.readouterr()
+    assert fetch(str(runs["second"]), "--out", str(out), "--name", "b") == 0
+    assert "(unchanged)" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "b").iterdir()} == before
+    assert (out / "b").stat().st_ino == inode
+
+    assert fetch(str(runs["main"]), "--out", str(out), "--name", "b", "--keys", "probe/*", "epoch") == 0
+    doc = json.loads((out / "b" / "history.json").read_text())
+    assert doc["columns"] == ["_step", "epoch", "probe/test_acc"]
+    assert sorted(p.name for p in out.iterdir()) == ["b", "index.json"]  # no temporaries left
+
+
+def test_all_offline_exports_every_run_and_indexes_them(runs, tmp_path):
+    out = tmp_path / "runs"
+    assert fetch("--all-offline", str(runs["root"]), "--out", str(out)) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [r["name"] for r in index["runs"]] == ["infonce-test", "lejepa-test"]
+    second = list(csv.reader(open(out / "infonce-test" / "history.csv")))
+    loss = second[0].index("train/loss")
+    assert [float(r[loss]) for r in second[1:]] == [2.0 - s / 10 for s in range(20)]
+
+
+def test_same_rows_through_the_online_row_converter_give_the_same_csv(main_export):
+    """The online path: wandb's own scan_history row decoder (proto HistoryRow -> dict) feeds history_table."""
+    from wandb.apis.public.history import HistoryScan
+    from wandb.proto import wandb_api_pb2 as pb
+
+    from site_builder.fetch.history import history_csv, history_table
+
+    def as_proto(step, row):
+        flat = {"_step": step, **{("grad.norm" if k == "grad" else k): (v["norm"] if k == "grad" else v)
+                                  for k, v in row.items()}}
+        proto = pb.HistoryRow()
+        for key, value in flat.items():
+            proto.history_items.add(key=key, value_json=json.dumps(value))  # json.dumps writes NaN as wandb does
+        return proto
+
+    online_rows = [HistoryScan._convert_history_row_to_dict(as_proto(s, r)) for s, r in logged_rows()]
+    metrics = sorted(expected_columns(logged_rows()))
+    offline_csv = list(csv.reader(open(main_export / "history.csv")))
+    keep = [offline_csv[0].index(c) for c in ["_step", *metrics]]
+    offline_part = [[row[i] for i in keep] for row in offline_csv]
+    online_csv = list(csv.reader(history_csv(history_table(online_rows, "online", metrics)).decode().splitlines()))
+    assert online_csv == offline_part
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "garbage", "empty-file"])
+def test_damaged_wandb_file_is_a_one_line_error_and_exports_stay(damage, runs, main_export, tmp_path, capsys):
+    out = tmp_path / "runs"
+    shutil.copytree(main_export.parent, out)
+    before = tree(out)
+    run_dir = tmp_path / runs["main"].name
+    run_dir.mkdir()
+    data = next(runs["main"].glob("run-*.wandb")).read_bytes()
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "corrupted":
+        middle = len(data) // 2
+        data = data[:middle] + bytes(b ^ 0x5A for b in data[middle:middle + 200]) + data[middle + 200:]
+    elif damage == "garbage":
+        data = b"this is not a wandb file" * 50
+    else:
+        data = b""
+    (run_dir / "run-damaged.wandb").write_bytes(data)
+    capsys.readouterr()
+    assert fetch(str(run_dir), "--out", str(out), "--name", "lejepa-test") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "run-damaged.wandb" in err
+    assert tree(out) == before
+
+
+def test_allow_incomplete_exports_the_records_before_the_cut(runs, tmp_path):
+    data = next(runs["main"].glob("run-*.wandb")).read_bytes()
+    damaged = tmp_path / "run-cut.wandb"
+    damaged.write_bytes(data[: len(data) // 2])
+    assert fetch(str(damaged), "--out", str(tmp_path / "runs"), "--allow-incomplete") == 0
+    meta = json.loads((tmp_path / "runs" / "lejepa-test" / "meta.json").read_text())
+    assert 0 < meta["rows"] < STEPS and meta["warnings"]
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [("clash", "'train loss' and 'train_loss' both become 'train_loss'"), ("empty", "empty history")],
+)
+def test_bad_runs_are_one_line_errors_without_a_folder(run, message, runs, tmp_path, capsys):
+    assert fetch(str(runs[run]), "--out", str(tmp_path / "runs")) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_unknown_keys_list_the_metrics_the_run_has():
+    from site_builder.errors import UserError
+    from site_builder.fetch.history import history_table
+
+    rows = [{"_step": 0, "train/loss": 1.0, "probe/test_acc": 0.5}]
+    with pytest.raises(UserError, match=r"--keys train/los match no metric; the run has: probe/test_acc, train/loss"):
+        history_table(rows, "run", ["train/los"])
