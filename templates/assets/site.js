@@ -30,8 +30,8 @@
     var layout = {
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: t.fg, family: "system-ui, sans-serif", size: 13 },
-      margin: { l: 60, r: 20, t: 20, b: 50 },
-      legend: { orientation: "h", y: -0.2 },
+      margin: { l: 60, r: 20, t: 30, b: 50 },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       hovermode: "closest"
     };
     var given = fig.layout || {};

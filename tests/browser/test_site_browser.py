@@ -1,0 +1,137 @@
+"""The fixture site in real headless Chromium, served under a sub-path (as GitHub Pages does) and from file://."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PAGES = ["index.html", "chapter.html"]
+
+
+def scroll_through(page):
+    """Scroll to the bottom in steps so every lazily drawn chart scrolls into view, then wait for them."""
+    height = page.evaluate("document.body.scrollHeight")
+    for y in range(0, height + 800, 600):
+        page.evaluate(f"window.scrollTo(0, {y})")
+        page.wait_for_timeout(30)
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))",
+        timeout=10000,
+    )
+
+
+def expected_traces(page) -> list[int]:
+    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series."""
+    figures = page.evaluate(
+        "Array.from(document.querySelectorAll('.chart .chart-data')).map(s => JSON.parse(s.textContent))"
+    )
+    return [len(f["frames"][0]["traces"]) if f["type"] == "panels" else 2 * len(f["traces"]) for f in figures]
+
+
+def drawn_traces(page) -> list[int]:
+    return page.evaluate(
+        "Array.from(document.querySelectorAll('.chart .chart-plot')).map(p => p.data ? p.data.length : -1)"
+    )
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_is_clean_and_complete(built_fixture_site, serve, browser_page, name):
+    base = serve(built_fixture_site)
+    visit = browser_page(base + name)
+    page = visit.page
+    if page.locator(".chart").count():
+        scroll_through(page)
+        assert drawn_traces(page) == expected_traces(page)
+    visit.assert_clean()
+    assert page.locator(".katex-error").count() == 0
+    text = page.inner_text("body")
+    assert "$$" not in text and "\\label" not in text and "{{" not in text
+    # every internal link leads to an existing page and anchor
+    hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
+    for href in hrefs:
+        if not href.startswith(base):
+            continue
+        target, _, anchor = href.partition("#")
+        response = page.request.get(target)
+        assert response.ok, href
+        if anchor:
+            ids = re.findall(r'\sid="([^"]+)"', response.text())
+            assert anchor in ids, href
+
+
+def test_charts_draw_only_when_scrolled_into_view(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    drawn = drawn_traces(page)
+    assert drawn[0] > 0  # the first chart is in view
+    assert drawn[-1] == -1  # the attention panels, far below, are not drawn yet
+    scroll_through(page)
+    assert drawn_traces(page) == expected_traces(page)
+    visit.assert_clean()
+
+
+def wandb_ema(ys, weight):
+    """wandb's EMA smoothing (TensorBoard's), written from its documented formula."""
+    out, last = [], 0.0
+    for n, y in enumerate(ys, start=1):
+        last = last * weight + (1 - weight) * y
+        out.append(last / (1 - weight**n))
+    return out
+
+
+def test_smoothing_slider_and_log_y(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    chart = "document.querySelector('.chart .chart-plot')"
+    raw = page.evaluate(f"{chart}.data[0].y")
+    # starts at the chapter's smoothing: 0.6
+    assert page.evaluate(f"{chart}.data[1].y") == pytest.approx(wandb_ema(raw, 0.6), rel=1e-9)
+    page.locator(".js-smoothing").first.fill("0.9")
+    assert page.evaluate(f"{chart}.data[1].y") == pytest.approx(wandb_ema(raw, 0.9), rel=1e-9)
+    assert page.locator(".chart-controls output").first.inner_text() == "0.90"
+    page.locator(".js-smoothing").first.fill("0")
+    assert page.evaluate(f"{chart}.data[1].y") == raw
+    page.locator(".js-log-y").first.check()
+    assert page.evaluate(f"{chart}.layout.yaxis.type") == "log"
+    # a click on the legend hides the series (Plotly waits out its double-click delay first)
+    page.locator(".legend .traces .legendtoggle").first.click(force=True)
+    page.wait_for_function(f"{chart}.data[1].visible === 'legendonly'", timeout=3000)
+    visit.assert_clean()
+
+
+def test_panels_frame_slider(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    scroll_through(page)
+    panels = "document.querySelector('#fig\\\\:attention .chart-plot')"
+    first = page.evaluate(f"{panels}.data[0].z")
+    assert first == [[0.1, 0.9], [0.5, 0.2]]
+    assert page.evaluate(f"{panels}.data.map(t => t.type)") == ["heatmap", "image"]
+    page.locator("#fig\\:attention .js-frame").fill("1")
+    assert page.evaluate(f"{panels}.data[0].z") == [[0.3, 0.3], [0.1, 0.7]]
+    assert page.locator("#fig\\:attention output").inner_text() == "2"
+    visit.assert_clean()
+
+
+def test_works_from_the_file_system(built_fixture_site, browser_page):
+    visit = browser_page((built_fixture_site / "chapter.html").as_uri())
+    scroll_through(visit.page)
+    assert drawn_traces(visit.page) == expected_traces(visit.page)
+    assert visit.console_errors == [] and visit.failed == [] and visit.foreign == []
+    # KaTeX fonts load from dist/ itself
+    assert visit.page.evaluate("document.fonts.check('16px KaTeX_Main')")
+
+
+def test_phone_width_has_no_horizontal_scroll(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html", viewport=(375, 740))
+    scroll_through(visit.page)
+    assert visit.page.evaluate("document.documentElement.scrollWidth") <= 375
+    width = visit.page.evaluate("document.querySelector('.chart .main-svg').getBoundingClientRect().width")
+    assert 300 <= width <= 375
+    visit.assert_clean()
