@@ -12,6 +12,8 @@ See benchmarks/mkdocs_site.py for how the MkDocs baseline is configured and what
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -74,8 +76,8 @@ class SiteBuilder:
         shutil.rmtree(self.out, ignore_errors=True)
         shutil.rmtree(self.root / ".cache", ignore_errors=True)
 
-    def build(self) -> measure.Sample:
-        return measure.run_timed(self.command(), cwd=self.root)
+    def build(self, *extra: str) -> measure.Sample:
+        return measure.run_timed(self.command() + list(extra), cwd=self.root)
 
     def sync(self) -> None:
         pass
@@ -165,6 +167,10 @@ def speed_section(tools: list, reps: int, n: int) -> dict:
         ratio_rows.append([f"{base} / {tool.name}"] + [
             ratio(results[base][p].median, results[tool.name][p].median) for p in ("cold", "no-op", "one change")])
     print_table("Ratios (target: cold <= 0.20 against MkDocs)", ["", "cold", "no-op", "one change"], ratio_rows)
+    forced = Series([tools[0].build("--force") for _ in range(reps)])
+    print(f"  site_builder --force (every page re-rendered, formula cache warm): median {forced.median:.3f} s "
+          f"({forced.spread}), cores {forced.cores:.2f}; its last words: {forced.samples[-1].output.strip()[-200:]}")
+    results[base]["forced, warm cache"] = forced
     return {name: {p: [vars(s) | {"output": s.output[-500:]} for s in series.samples] for p, series in r.items()}
             for name, r in results.items()}
 
@@ -184,7 +190,26 @@ def startup_section() -> dict:
         rows.append([label, f"{samples.median:.3f}"])
         out[label] = samples.median
     print_table("Start-up floor (median of 5, seconds)", ["command", "wall s"], rows)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import site_builder.site.command"],
+                          capture_output=True, text=True)
+    top = _import_times(proc.stderr)[:10]
+    if top:
+        print_table("Slowest imports behind `site_builder build` (python -X importtime, cumulative, ms; "
+                    "one run; a package's cost includes what it imports)", ["module", "ms"], [[m, f"{us / 1000:.0f}"] for m, us in top])
+    out["imports_ms"] = {m: us / 1000 for m, us in top}
     return out
+
+
+def _import_times(stderr: str) -> list[tuple[str, int]]:
+    """Top-level packages by cumulative import time, from `python -X importtime` output."""
+    best: dict[str, int] = {}
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| \s*(\S+)", line)
+        if not m or m.group(2).startswith(("site_builder", "site", "encodings", "_")):
+            continue
+        package = m.group(2).split(".")[0]  # a package's cost = its slowest (outermost) import
+        best[package] = max(best.get(package, 0), int(m.group(1)))
+    return sorted(best.items(), key=lambda kv: kv[1], reverse=True)
 
 
 def pages_with_charts(site: Path) -> tuple[str, str]:
@@ -207,6 +232,16 @@ def bytes_section(tools: list) -> dict:
         out[tool.name] = {"dist_bytes": total, "files": files, "pages": len(pages), "html_bytes": html_sizes}
     print_table("Output size (KB)", ["tool", "dist KB", "files", "pages", "HTML/page median", "max", "gzip median"],
                 rows)
+    kinds = ["html", "js", "css", "fonts", "json", "csv", "other"]
+    by_kind_rows = []
+    for tool in tools:
+        sizes = dict.fromkeys(kinds, 0)
+        for p in tool.out.rglob("*"):
+            if p.is_file():
+                sizes[_kind(p)] += p.stat().st_size
+        out[tool.name]["by_kind"] = sizes
+        by_kind_rows.append([tool.name] + [kb(sizes[k]) for k in kinds])
+    print_table("dist/ by kind of file (KB)", ["tool"] + kinds, by_kind_rows)
 
     rows = []
     for tool in tools:
@@ -214,27 +249,38 @@ def bytes_section(tools: list) -> dict:
         loads = measure.browser_loads(tool.out, ["index.html", without, with_charts])
         out[tool.name]["page_loads"] = [vars(load) for load in loads]
         for load, label in zip(loads, ["home", "page, no charts", "page, charts"]):
+            html, html_gz = load.total("document")
             js, js_gz = load.total("script")
             data, data_gz = (a + b for a, b in zip(load.total("fetch"), load.total("xhr")))
             css, css_gz = load.total("stylesheet")
             fonts, _ = load.total("font")
             ext = len(load.by_type.get("external", []))
-            rows.append([tool.name, label, kb(js), kb(js_gz), kb(load.inline_js), kb(data), kb(data_gz),
-                         kb(css), kb(fonts), ext])
-    print_table("What a first visit downloads (headless Chromium over HTTP, scrolled to the end; KB)",
-                ["tool", "page", "JS", "JS gz", "inline JS", "data", "data gz", "CSS", "fonts", "external"], rows)
+            rows.append([tool.name, label, kb(html), kb(html_gz), kb(load.inline_data), kb(js), kb(js_gz),
+                         kb(load.inline_js), kb(data), kb(data_gz), kb(css), kb(fonts), ext])
+    print_table("What a first visit downloads (headless Chromium over HTTP, scrolled to the end; KB). "
+                "'in HTML: data' = chart JSON inside the page; 'fetched data' = JSON fetched by scripts",
+                ["tool", "page", "HTML", "HTML gz", "in HTML: data", "JS", "JS gz", "inline JS",
+                 "fetched data", "gz", "CSS", "fonts", "external"], rows)
     return out
 
 
+def _kind(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    if ext in ("woff", "woff2", "ttf"):
+        return "fonts"
+    return ext if ext in ("html", "js", "css", "json", "csv") else "other"
+
+
 def charts_section(site: Path) -> dict:
-    """Every chart data file in dist/: size raw and gzip, largest trace length."""
-    files = sorted(p for p in site.rglob("*.json") if _looks_like_chart(p))
+    """Every chart's data in dist/ (JSON files, or JSON blocks inside pages): raw, gzip, longest trace."""
+    payloads = [(str(p.relative_to(site)), p.read_bytes()) for p in sorted(site.rglob("*.json")) if _looks_like_chart(p)]
+    for page in measure.html_pages(site):
+        blocks = measure.inline_json_blocks(page.read_bytes())
+        payloads += [(f"{page.relative_to(site)} block {k}", b) for k, b in enumerate(blocks, 1)]
     rows, out = [], []
-    for p in files:
-        data = p.read_bytes()
+    for name, data in payloads:
         points = _max_trace_points(json.loads(data))
-        out.append({"file": str(p.relative_to(site)), "bytes": len(data), "gzip": measure.gz_size(data),
-                    "max_points": points})
+        out.append({"file": name, "bytes": len(data), "gzip": measure.gz_size(data), "max_points": points})
     if not out:
         print("\nChart data: no chart JSON files found in dist/")
         return {}
@@ -314,16 +360,21 @@ def profile_section(builder: SiteBuilder, n: int, top: int = 15) -> dict:
         args += ["--jobs", "1"]
     cwd = os.getcwd()
     os.chdir(builder.root)
+    said = io.StringIO()
     try:
-        builder.clean()
-        stats = measure.profile_call(cli.main, args)
-        corpus.touch_chapter(builder.root, 1, edit=int(time.time() * 1000))
-        changed = measure.profile_call(cli.main, args)
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            builder.clean()
+            stats = measure.profile_call(cli.main, args)
+            corpus.touch_chapter(builder.root, 1, edit=int(time.time() * 1000))
+            changed = measure.profile_call(cli.main, args)
     finally:
         os.chdir(cwd)
     total = max(r[3] for r in measure.top_functions(stats, "cumtime", 1))
     print(f"\n== cProfile of the cold {n}-chapter build (in-process{', --jobs 1' if builder_has_jobs() else ''}): "
           f"{total:.2f} s under the profiler")
+    for line in said.getvalue().splitlines():
+        if not line.startswith("warning:"):
+            print(f"  site_builder said: {line}")
     pkgs = measure.time_by_package(stats)
     print_table("Where the time goes, by package (own time)", ["package", "s", "%"],
                 [[p, f"{t:.2f}", f"{100 * t / total:.0f}"] for p, t in pkgs[:12]])

@@ -275,7 +275,7 @@ def make_chapter(i: int, n: int, headings: dict[int, list[str]], rng: random.Ran
         if has_charts and s % 3 == 2:
             n_fig += 1
             ident = f"fig:c{i}-{n_fig}"
-            parts.append(_chart_block(rng, ident, n_fig % 3) + "\n")
+            parts.append(_chart_block(rng, ident, (i // 2 + n_fig) % 3) + "\n")  # all three kinds occur
             parts.append(f"As \\ref{{{ident}}} shows, {_sentence(rng, 10).lower()}\n")
         words += section_words
     if has_charts:

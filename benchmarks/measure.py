@@ -91,6 +91,7 @@ class PageLoad:
     page: str
     by_type: dict[str, list[tuple[str, int, int]]]
     inline_js: int  # bytes of inline <script> code in the HTML (JSON data blocks excluded)
+    inline_data: int  # bytes of inline <script type="application/json"> data blocks (chart figures)
 
     def total(self, kind: str) -> tuple[int, int]:
         items = self.by_type.get(kind, [])
@@ -102,6 +103,11 @@ _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", re
 
 def inline_js_bytes(html: bytes) -> int:
     return sum(len(body) for attrs, body in _INLINE_SCRIPT.findall(html) if b"json" not in attrs.lower())
+
+
+def inline_json_blocks(html: bytes) -> list[bytes]:
+    """Bodies of <script type="application/json"> blocks (where charts embed their figure data)."""
+    return [body for attrs, body in _INLINE_SCRIPT.findall(html) if b"json" in attrs.lower()]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -148,7 +154,9 @@ def browser_loads(site: Path, pages: list[str]) -> list[PageLoad]:
                         continue
                     data = path.read_bytes()
                     by_type.setdefault(kind, []).append((rel, len(data), gz_size(data)))
-                results.append(PageLoad(page_path, by_type, inline_js_bytes((site / page_path).read_bytes())))
+                html = (site / page_path).read_bytes()
+                inline_data = sum(len(b) for b in inline_json_blocks(html))
+                results.append(PageLoad(page_path, by_type, inline_js_bytes(html), inline_data))
             browser.close()
     finally:
         server.shutdown()
@@ -184,10 +192,14 @@ def _where(filename: str) -> str:
 def package_of(filename: str, name: str) -> str:
     """Top-level package a profiled function belongs to (for 'where the time goes' by library)."""
     where = _where(filename)
+    if "importlib._bootstrap" in filename or re.search(r"method (marshal|_imp)\.", name):
+        return "(importing modules)"
+    if re.search(r"/re/_(parser|compiler)\.py$", filename):
+        return "(compiling regexes)"
     if where == "built-in":
         # C functions: name like "<built-in method pykatex.renderToString>" or "<method 'sub' of ...>"
         m = re.search(r"(?:method|function) ([\w]+)\.", name)
-        return (m.group(1) if m else "builtins") + " (C)"
+        return (m.group(1) if m else "(C built-ins: I/O, str, re, ...)") + ("" if not m else " (C)")
     parts = where.split("/")
     if parts[0] == "site_builder" and len(parts) > 2:
         return "site_builder." + parts[1]
