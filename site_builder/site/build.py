@@ -208,6 +208,8 @@ def json_for_script(obj) -> str:
 def _fmt(value, spec: str, where: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
         return {math.inf: "∞", -math.inf: "−∞"}.get(value, "NaN")
+    if isinstance(value, float) and value.is_integer() and spec[-1:] in tuple("bcdoxX"):
+        value = int(value)  # history columns are read as floats; an integer format wants an int
     try:
         return format(value, spec)
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,102 @@
+"""The build as a whole: dist/ layout, relative URLs, atomic replacement, determinism, no-op rebuilds, CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from site_builder import cli
+from site_builder.errors import UserError
+from site_builder.site.build import build_site
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dist_layout_and_assets(built_fixture_site):
+    files = snapshot(built_fixture_site)
+    assert files[".nojekyll"] == b""
+    assert {"index.html", "chapter.html"} <= set(files)
+    plotly = [f for f in files if re.fullmatch(r"assets/plotly-[0-9a-f]{10}\.min\.js", f)]
+    assert len(plotly) == 1  # written once, content-hashed name
+    assert "assets/katex-0.16.22/katex.min.css" in files
+    fonts = [f for f in files if f.startswith("assets/katex-0.16.22/fonts/")]
+    assert fonts and all(f.endswith(".woff2") for f in fonts)
+    css = files["assets/katex-0.16.22/katex.min.css"].decode()
+    for font_url in re.findall(r"url\(([^)]+)\)", css):
+        assert f"assets/katex-0.16.22/{font_url}" in files  # every font the CSS names is shipped
+    chapter, index = files["chapter.html"].decode(), files["index.html"].decode()
+    assert f'<script src="{plotly[0]}" defer></script>' in chapter
+    assert "plotly" not in index  # only pages with charts load Plotly
+
+
+def test_all_urls_are_relative(built_fixture_site):
+    for page in built_fixture_site.glob("*.html"):
+        text = page.read_text()
+        for url in re.findall(r'(?:href|src)="([^"]*)"', text):
+            assert not url.startswith(("/", "http:", "https:")), (page.name, url)
+    css = next(built_fixture_site.glob("assets/site-*.css")).read_text()
+    assert "url(" not in css and "@import" not in css
+
+
+def test_builds_are_deterministic(fixture_site, tmp_path):
+    build_site(fixture_site, tmp_path / "one")
+    build_site(fixture_site, tmp_path / "two", force=True)
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+
+
+def test_noop_rebuild_renders_nothing_and_a_data_change_rebuilds(fixture_site):
+    first = build_site(fixture_site)
+    dist = fixture_site / "dist"
+    mtime = (dist / "index.html").stat().st_mtime_ns
+    again = build_site(fixture_site)
+    assert again.skipped and again.pages == []
+    assert (dist / "index.html").stat().st_mtime_ns == mtime
+    assert not first.skipped
+    # an export a page reads changed: the value on the page follows
+    (fixture_site / "exports/runs/a/summary.json").write_text('{"final_probe/test_top1": 0.5}')
+    third = build_site(fixture_site)
+    assert not third.skipped
+    assert ">50.0%</span>" in (dist / "index.html").read_text()
+    # a pending source that appears also triggers a rebuild
+    (fixture_site / "exports/runs/not-yet").mkdir()
+    (fixture_site / "exports/runs/not-yet/history.csv").write_text("_step,train/loss\n0,1.0\n")
+    assert not build_site(fixture_site).skipped
+    assert "pending-box" not in (dist / "chapter.html").read_text()
+    # a deleted dist/ is rebuilt
+    import shutil
+
+    shutil.rmtree(dist)
+    assert not build_site(fixture_site).skipped and (dist / "index.html").exists()
+
+
+def test_a_failed_build_leaves_the_previous_dist_intact(fixture_site):
+    build_site(fixture_site)
+    before = snapshot(fixture_site / "dist")
+    chapter = fixture_site / "content/chapter.md"
+    chapter.write_text(chapter.read_text().replace("Inline $\\lambda", "Inline $\\frac{\\lambda"))
+    with pytest.raises(UserError, match="TeX error"):
+        build_site(fixture_site)
+    assert snapshot(fixture_site / "dist") == before
+    assert not list(fixture_site.glob("dist.tmp-*"))
+
+
+def test_cli_build_summary_and_error(fixture_site, capsys):
+    assert cli.main(["build", "--root", str(fixture_site), "--out", str(fixture_site / "public")]) == 0
+    out = capsys.readouterr()
+    assert re.match(r"built 2 pages, 3 charts, \d+ files, [\d.]+ MB in [\d.]+ s", out.out)
+    assert "pending: exports/runs/not-yet/history.csv" in out.err
+    assert (fixture_site / "public/index.html").exists()
+    (fixture_site / "content/index.md").write_text("---\ntitle: Home\n---\n\n$\\nope$\n")
+    assert cli.main(["build", "--root", str(fixture_site)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: content/index.md:5: TeX error") and err.count("\n") == 1
+
+
+def test_config_errors(fixture_site):
+    (fixture_site / "site.toml").write_text('titel = "x"\n')
+    with pytest.raises(UserError, match=r"site.toml: Config value 'titel': unknown key. Did you mean 'title'\?"):
+        build_site(fixture_site)

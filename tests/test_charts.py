@@ -1,0 +1,149 @@
+"""Chart / table directives and inline values: the figure JSON, the CSV download, escaping, errors."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from site_builder.charts.figures import MAX_POINTS, downsample
+from site_builder.errors import UserError
+from site_builder.site.build import build_site
+from tests.conftest import history_csv, write_site
+
+
+def figures_in(page_html: str) -> list[dict]:
+    return [json.loads(s) for s in re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page_html)]
+
+
+def test_downsample_keeps_extremes_and_order():
+    x = np.arange(100_000, dtype=np.float64)
+    y = np.sin(x / 500.0)
+    y[31_337], y[77_777] = 50.0, -50.0
+    xs, ys = downsample(x, y, MAX_POINTS)
+    assert len(xs) <= MAX_POINTS
+    assert 50.0 in ys and -50.0 in ys
+    assert xs[0] == 0 and xs[-1] == 99_999
+    assert np.all(np.diff(xs) > 0)
+    short_x, short_y = downsample(x[:10], y[:10], MAX_POINTS)
+    assert short_x.tolist() == x[:10].tolist()
+
+
+def test_line_chart_json_and_full_csv(built_fixture_site):
+    page = (built_fixture_site / "chapter.html").read_text()
+    loss = figures_in(page)[0]
+    assert loss["type"] == "line" and loss["smoothing"] == 0.6
+    names = [t["name"] for t in loss["traces"]]
+    assert names == ["train/loss", "train/sigreg"]
+    loss_trace, sigreg_trace = loss["traces"]
+    assert len(loss_trace["x"]) <= MAX_POINTS < 3000
+    assert 9.0 in loss_trace["y"]  # the spike at step 1500 survives downsampling
+    assert all(isinstance(v, float) and math.isfinite(v) for v in sigreg_trace["y"])
+    # the CSV beside the chart has every row, the logged NaN included
+    link = re.search(r'<a class="download" href="(data/[^"]+\.csv)" download>', page).group(1)
+    rows = list(csv.DictReader(io.StringIO((built_fixture_site / link).read_text())))
+    assert len(rows) == 3000
+    assert list(rows[0]) == ["_step", "train/loss", "train/sigreg"]
+    assert rows[10]["train/sigreg"].lower() == "nan"
+    assert float(rows[1500]["train/loss"]) == 9.0
+
+
+def test_sparse_metrics_and_several_runs(built_fixture_site):
+    runs = figures_in((built_fixture_site / "chapter.html").read_text())[1]
+    a, b = runs["traces"]
+    assert a["name"] == "A · probe/test_acc" and b["name"] == "B · probe/test_acc"
+    # logged every 500 steps: 3000 steps -> 6 points, 1200 steps -> 3 points
+    assert a["x"] == [0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
+    assert a["y"] == pytest.approx([0.1 + 0.05 * k for k in range(6)])
+    assert b["x"] == [0.0, 500.0, 1000.0]
+
+
+def test_panels_figure_groups_frames(built_fixture_site):
+    panels = figures_in((built_fixture_site / "chapter.html").read_text())[2]
+    assert panels["type"] == "panels" and panels["frame_label"] == "layer"
+    assert [f["label"] for f in panels["frames"]] == ["1", "2"]
+    heat, image = panels["frames"][1]["traces"]
+    assert heat["type"] == "heatmap" and heat["z"] == [[0.3, 0.3], [0.1, 0.7]]
+    assert image["type"] == "image" and image["z"][1][1] == [4, 5, 6]
+    assert image["xaxis"] == "x2" and image["yaxis"] == "y2"
+
+
+def test_values_tables_and_pending(built_fixture_site):
+    chapter = (built_fixture_site / "chapter.html").read_text()
+    index = (built_fixture_site / "index.html").read_text()
+    assert '<span class="value" title="runs/a/summary.json#final_probe/test_top1">45.7%</span>' in index
+    assert ">35.0%</span>" in chapter  # max of 0.1 + 0.05 k, k < 6
+    assert "<tr><td>model/depth</td><td>6</td></tr>" in chapter
+    assert "<tr><td>model/width</td><td>192</td></tr>" in chapter
+    assert '<span class="figure-number">Table 1.1</span>' in chapter
+    assert 'class="pending-box"' in chapter and "exports/runs/not-yet/history.csv" in chapter
+    assert '<a class="xref" href="chapter.html#fig:loss">Figure 1.1</a>' in index
+
+
+def test_pending_source_is_a_warning_not_an_error(fixture_site):
+    result = build_site(fixture_site)
+    assert result.warnings == ["content/chapter.md:37: pending: exports/runs/not-yet/history.csv does not exist yet"]
+
+
+def one_chart_site(tmp_path, block: str, files: dict | None = None):
+    site = {"content/index.md": f"---\ntitle: Home\n---\n\n{block}\n", "exports/runs/a/history.csv": history_csv(20)}
+    site.update(files or {})
+    return write_site(tmp_path / "site", site)
+
+
+def test_missing_column_lists_the_columns_that_exist(tmp_path):
+    root = one_chart_site(tmp_path, "```chart\nsource: runs/a/history.csv\ny: [train/los]\n```")
+    with pytest.raises(UserError) as err:
+        build_site(root)
+    message = str(err.value)
+    assert message.startswith("content/index.md:5: column 'train/los' is not in runs/a/history.csv. Did you mean 'train/loss'?")
+    assert message.endswith("Columns there: _step, epoch, probe/test_acc, train/loss, train/sigreg")
+
+
+def test_chart_typos_are_errors(tmp_path):
+    root = one_chart_site(tmp_path / "a", "```chart\nsource: runs/a/history.csv\ny: train/loss\nsmoothin: 0.5\n```")
+    with pytest.raises(UserError, match=r"content/index.md:5: chart: unknown key 'smoothin'. Did you mean 'smoothing'\?"):
+        build_site(root)
+    root = one_chart_site(tmp_path / "b", "```chart\nsource: runs/a/history.csv\ny: [a, b\n```")
+    with pytest.raises(UserError, match=r"content/index.md:\d+: chart block: invalid YAML"):
+        build_site(root)
+    root = one_chart_site(tmp_path / "c", "```chart\nsource: ../../etc/passwd\ny: x\n```")
+    with pytest.raises(UserError, match="must be a path inside exports/"):
+        build_site(root)
+
+
+def test_data_values_are_escaped(tmp_path):
+    evil = 'x</script><img src=x onerror=alert(1)>"é'
+    history = f'_step,"{evil.replace(chr(34), chr(34) * 2)}"\n0,1.0\n1,2.0\n'
+    root = one_chart_site(
+        tmp_path,
+        f"```chart\nsource: runs/a/evil.csv\ny: '{evil}'\n```\n\n```table\nsource: runs/a/evil.csv\n```\n",
+        {"exports/runs/a/evil.csv": history},
+    )
+    build_site(root)
+    page = (root / "dist" / "index.html").read_text()
+    assert "<img src=x" not in page
+    assert page.count("</script>") == page.count("<script")
+    assert figures_in(page)[0]["traces"][0]["name"] == evil
+    assert f"<th>{html.escape(evil)}</th>" in page
+
+
+def test_inline_value_errors(tmp_path):
+    summary = {"exports/runs/a/summary.json": json.dumps({"final_probe/test_top1": 0.5, "final_probe/test_top5": 0.8})}
+    root = one_chart_site(tmp_path / "a", "{{ runs/a/summary.json#final_probe/top1 | .1% }}", summary)
+    with pytest.raises(UserError, match=r"key 'final_probe/top1' is not in runs/a/summary.json.*Keys there: final_probe/test_top1, final_probe/test_top5"):
+        build_site(root)
+    root = one_chart_site(tmp_path / "b", "{{ runs/a/history.csv#train/loss | .2f }}")
+    with pytest.raises(UserError, match=r"content/index.md:5: a history column needs an aggregate: train/loss@last"):
+        build_site(root)
+    root = one_chart_site(tmp_path / "c", "last {{ runs/a/history.csv#epoch@last | d }} first {{ runs/a/history.csv#train/loss@first | .3f }}")
+    build_site(root)
+    page = (root / "dist" / "index.html").read_text()
+    assert ">0</span>" in page  # epoch logged only at step 0 in a 20-step history
+    assert ">2.000</span>" in page  # 2 * exp(0) + 0.1 * sin(0)
