@@ -1,0 +1,349 @@
+"""`python -m site_builder analyze`: checkpoint -> exports/figures/<run>/ (PCA, attention, spectra, probe).
+
+Writes, into one folder replaced atomically:
+    pca_32.json, pca_64.json              panels: input image + top-3 PCA of last-layer patch tokens as RGB
+    attention_32.json, attention_64.json  panels: CLS->patch attention per layer (frame), head and head mean
+    attention_metrics.csv                 last layer, mean over the panel images (see metrics.py)
+    attention_metrics_detail.csv          every layer, for the panel mean and for each image alone
+    spectrum.csv, projections.csv         embedding health on the first --embeddings test images
+    probe.csv                             final offline linear probe (only with --probe)
+    meta.json                             provenance, timings and the cache key
+
+64x64 inputs are the 32x32 test images upsampled bilinearly (the model has seen only 32x32: RoPE
+extrapolation). The output is cached by a key over the checkpoint's content (its checkpoint.json, which
+holds the sha256 of every shard), the options and the analysis code: the same key again does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+import torch
+import torch.nn.functional as F
+
+from site_builder.analyze import figures, metrics
+from site_builder.errors import UserError
+from site_builder.fsutil import json_bytes, staged_dir
+
+# CIFAR-100 test indices of the panel (test image i has fine label i % 100): fox (34), chimpanzee (21),
+# bear (3), bicycle (8), motorcycle (48), pickup truck (58), each a clear, centred example.
+PANEL_INDICES = (34, 121, 403, 408, 348, 58)
+RESOLUTIONS = (32, 64)
+PROJECTION_DIRECTIONS = 64
+CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code change here
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/<run>/final")
+    source.add_argument("--random-init", action="store_true",
+                        help="analyze a freshly initialised ViT-nano (default config, seeded by --seed)")
+    parser.add_argument("--name", help="output folder name (default: the run folder above the checkpoint, "
+                                       "or 'random-init')")
+    parser.add_argument("--data", type=Path, default=Path("data/cifar100"),
+                        help="CIFAR-100 folder (npz shards or the official archive; default: data/cifar100)")
+    parser.add_argument("--out", type=Path, default=Path("exports/figures"), help="default: exports/figures")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--images", type=_indices, default=PANEL_INDICES,
+                        help="comma-separated CIFAR-100 test indices of the panel "
+                             f"(default: {','.join(map(str, PANEL_INDICES))})")
+    parser.add_argument("--embeddings", type=int, default=1024,
+                        help="test images for the spectrum and projections (default 1024: twice the width "
+                             "of ViT-nano, so a healthy spectrum shows no false cliff)")
+    parser.add_argument("--probe", action="store_true",
+                        help="also run the final linear probe (features of all 60k images; slow on CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random init and projections")
+    parser.add_argument("--force", action="store_true", help="recompute even when the cache key matches")
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative indices, got {text!r}")
+    return values
+
+
+def _code_sha256() -> str:
+    """Hash of the code whose change changes the outputs (this package and the model/probe/data code)."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(root.glob("analyze/*.py")) + [root / "train" / f for f in ("model.py", "probe.py", "data.py")]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
+    return device
+
+
+def _source(args) -> tuple[str, str, dict]:
+    """(output name, content sha256 of the model, provenance) without loading any weights."""
+    from site_builder.train.checkpoint import INFO_FILE
+    from site_builder.train.model import ViTConfig
+
+    if args.random_init:
+        config = ViTConfig().to_dict()
+        sha = hashlib.sha256(json_bytes({"random_init": config, "seed": args.seed})).hexdigest()
+        return args.name or "random-init", sha, {"checkpoint": None, "random_init": True, "model_config": config}
+    folder = args.checkpoint
+    if folder.name == INFO_FILE:
+        folder = folder.parent
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise UserError(f"not a checkpoint folder: {INFO_FILE} is missing", path=folder)
+    sha = hashlib.sha256(info_path.read_bytes()).hexdigest()
+    name = args.name or folder.resolve().parent.name
+    return name, sha, {"checkpoint": folder.as_posix()}
+
+
+def _load(args, device: torch.device):
+    from site_builder.train.checkpoint import load_model
+    from site_builder.train.model import ViT, ViTConfig
+
+    if args.random_init:
+        torch.manual_seed(args.seed)
+        return ViT(ViTConfig()).to(device).eval(), {"step": 0, "epoch": 0}
+    return load_model(args.checkpoint, str(device))
+
+
+def _class_names(data_dir: Path) -> list[str] | None:
+    try:
+        names = json.loads((data_dir / "classes.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) and len(names) == 100 else None
+
+
+def _panel_names(indices, labels, class_names) -> list[str]:
+    names = []
+    for i in indices:
+        label = int(labels[i])
+        names.append(f"{class_names[label] if class_names else f'class {label}'} #{i}")
+    return names
+
+
+def _inputs(images_u8: np.ndarray, resolution: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """(normalised model input, uint8 image as shown) at `resolution` (bilinear upsampling above 32)."""
+    from site_builder.train.data import normalize
+
+    u8 = torch.from_numpy(images_u8).to(device)
+    x = normalize(u8)
+    shown = u8.permute(0, 3, 1, 2).float()
+    if resolution != x.shape[-1]:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        shown = F.interpolate(shown, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    shown = shown.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return x, shown
+
+
+def _compact_json(obj) -> bytes:
+    """Panels files: sorted keys like fsutil.json_bytes but without indentation (3x smaller in git)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])
+    return out.getvalue().encode()
+
+
+METRIC_COLUMNS = ["entropy", "sparsity", "max_attention", "head_diversity", "head_similarity", "uniform_entropy"]
+
+
+@torch.inference_mode()
+def _panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], list[dict], list[dict]]:
+    """PCA and attention panels files, the metrics table and the per-layer/per-image detail rows."""
+    files, table, detail = {}, [], []
+    patch = model.cfg.patch_size
+    for res in RESOLUTIONS:
+        x, shown = _inputs(images_u8, res, device)
+        num_patches = (res // patch) ** 2
+        _, patches = model.forward_features(x)
+        pca = figures.pca_rgb(patches.float())
+        files[f"pca_{res}.json"] = _compact_json({
+            "title": f"PCA of last-layer patch features, {res}x{res} input (top 3 components as RGB)",
+            "panels": figures.image_panels(names, shown, pca, "PCA"),
+        })
+        p = metrics.cls_patch_attention(model.attention_maps(x), num_patches)  # [L, B, H, N]
+        files[f"attention_{res}.json"] = _compact_json({
+            "title": f"CLS attention to the patches, {res}x{res} input",
+            "frame_label": "layer",
+            "panels": figures.attention_panels(names, p),
+        })
+        common = {"resolution": res, "patches": num_patches, "heads": p.shape[2],
+                  "sparsity_threshold": metrics.SPARSITY_THRESHOLD}
+        table.append({**common, "layer": p.shape[0], "images": len(names), **metrics.attention_metrics(p[-1])})
+        for layer in range(p.shape[0]):
+            detail.append({**common, "layer": layer + 1, "image": "all", **metrics.attention_metrics(p[layer])})
+            for i, name in enumerate(names):
+                detail.append({**common, "layer": layer + 1, "image": name,
+                               **metrics.attention_metrics(p[layer, i : i + 1])})
+    files["attention_metrics.csv"] = _csv_bytes(
+        ["resolution", *METRIC_COLUMNS, "sparsity_threshold", "layer", "images", "heads", "patches"], table)
+    files["attention_metrics_detail.csv"] = _csv_bytes(
+        ["resolution", "layer", "image", *METRIC_COLUMNS, "sparsity_threshold", "heads", "patches"], detail)
+    return files, table, detail
+
+
+@torch.inference_mode()
+def _embedding_figures(model, images_u8, device, seed) -> tuple[dict[str, bytes], dict]:
+    """Spectrum and projection histogram of the CLS embedding (what the objectives and probes see)."""
+    from site_builder.train.probe import extract_features
+
+    emb = extract_features(model, torch.from_numpy(images_u8), device, _batch_size(device))
+    emb = emb[:, : model.embed_dim].double()
+    spectrum = figures.singular_spectrum(emb)
+    proj = figures.random_projections(emb, PROJECTION_DIRECTIONS, seed)
+    hist = figures.projection_histogram(proj)
+    files = {
+        "spectrum.csv": _csv_bytes(["index", "singular_value"],
+                                   [{"index": i + 1, "singular_value": float(s)} for i, s in enumerate(spectrum)]),
+        "projections.csv": _csv_bytes(["x", "density", "normal_pdf"], [
+            {"x": float(a), "density": float(b), "normal_pdf": float(c)}
+            for a, b, c in zip(hist["x"], hist["density"], hist["normal_pdf"])]),
+    }
+    summary = {"embeddings": len(emb), "embedding_dim": emb.shape[1],
+               "effective_rank": figures.effective_rank(spectrum),
+               "projection_mean": proj.mean().item(), "projection_std": proj.std().item()}
+    return files, summary
+
+
+def _batch_size(device: torch.device) -> int:
+    """Small batches on CPU (big ones spend their time in memory traffic), large ones on a GPU."""
+    return 64 if device.type == "cpu" else 1000
+
+
+def _probe(model, data_dir, device) -> tuple[bytes, dict]:
+    from site_builder.train.data import load_cifar100
+    from site_builder.train.probe import PROBE_RECIPE, extract_features, linear_probe
+
+    train_x, train_y = load_cifar100(data_dir, "train")
+    test_x, test_y = load_cifar100(data_dir, "test")
+    feats = [extract_features(model, torch.from_numpy(x), device, _batch_size(device)) for x in (train_x, test_x)]
+    result = linear_probe(feats[0], torch.from_numpy(train_y), feats[1], torch.from_numpy(test_y), device=device)
+    row = {"split": "test", "top1": float(result["top1"]), "top5": float(result["top5"])}
+    return _csv_bytes(["split", "top1", "top5"], [row]), {**row, "recipe": PROBE_RECIPE}
+
+
+def run(args) -> int:
+    from site_builder.train.data import load_cifar100
+
+    if args.embeddings < 2:
+        raise UserError("--embeddings must be at least 2")
+    name, model_sha, provenance = _source(args)
+    target = args.out / name
+    options = {"images": list(args.images), "embeddings": args.embeddings, "seed": args.seed}
+    cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": _code_sha256(),
+                                           "version": CACHE_VERSION})).hexdigest()
+    if not args.force and _cached(target, cache_key, args.probe):
+        print(f"{target}: up to date (cache key {cache_key[:12]}), nothing to do")
+        return 0
+
+    device = _device(args.device)
+    timings = {}
+    start = time.perf_counter()
+    model, info = _load(args, device)
+    test_x, test_y = load_cifar100(args.data, "test")
+    bad = [i for i in args.images if i >= len(test_x)]
+    if bad:
+        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=args.data)
+    names = _panel_names(args.images, test_y, _class_names(args.data))
+    timings["load"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    files, table, _ = _panel_figures(model, test_x[list(args.images)], names, device)
+    timings["panel"] = time.perf_counter() - t
+    t = time.perf_counter()
+    emb_files, embedding_summary = _embedding_figures(model, test_x[: args.embeddings], device, args.seed)
+    files.update(emb_files)
+    timings["embeddings"] = time.perf_counter() - t
+    probe_summary = None
+    if args.probe:
+        t = time.perf_counter()
+        files["probe.csv"], probe_summary = _probe(model, args.data, device)
+        timings["probe"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - start
+
+    meta = {
+        **provenance,
+        "model_sha256": model_sha,
+        "model_config": model.cfg.to_dict(),
+        "step": info.get("step"),
+        "epoch": info.get("epoch"),
+        "cache_key": cache_key,
+        "options": options,
+        "panel": [{"index": i, "name": n} for i, n in zip(args.images, names)],
+        "probe": probe_summary,
+        "embedding": embedding_summary,
+        "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
+                              "mean over heads (pairs) and panel images",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with staged_dir(target) as tmp:
+        for filename, data in files.items():
+            (tmp / filename).write_bytes(data)
+        (tmp / "meta.json").write_bytes(json_bytes(meta))
+    _print_summary(target, table, embedding_summary, probe_summary, timings, str(device))
+    return 0
+
+
+def _cached(target: Path, cache_key: str, need_probe: bool) -> bool:
+    try:
+        meta = json.loads((target / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("cache_key") == cache_key and (not need_probe or bool(meta.get("probe")))
+
+
+def _print_summary(target, table, embedding, probe, timings, device) -> None:
+    out = sys.stdout
+    print(f"{target}: written on {device} in {timings['total']:.1f} s "
+          f"(" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total") + ")", file=out)
+    header = ["resolution", *METRIC_COLUMNS[:5]]
+    print("  " + "  ".join(f"{h:>15}" for h in header), file=out)
+    for row in table:
+        print("  " + "  ".join(f"{row[h]:>15.4g}" for h in header), file=out)
+    print(f"  embedding: {embedding['embeddings']} test images, effective rank "
+          f"{embedding['effective_rank']:.1f} of {embedding['embedding_dim']}", file=out)
+    if probe:
+        print(f"  linear probe (test): top-1 {probe['top1']:.2%}, top-5 {probe['top5']:.2%}", file=out)

@@ -1,0 +1,145 @@
+"""`site_builder analyze` end to end on a tiny random-init checkpoint and fake CIFAR-shaped data (CPU)."""
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from site_builder import cli
+from site_builder.train import data
+from site_builder.train.checkpoint import save_checkpoint
+from site_builder.train.model import ViT, ViTConfig
+
+TINY = ViTConfig(patch_size=4, width=32, depth=2, heads=2)
+FILES = {"pca_32.json", "pca_64.json", "attention_32.json", "attention_64.json", "attention_metrics.csv",
+         "attention_metrics_detail.csv", "spectrum.csv", "projections.csv", "meta.json"}
+
+
+def _fake_split(folder, split, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    y = (np.arange(n) % 100).astype(np.uint8)
+    np.savez_compressed(folder / f"{split}-00.npz", x=x, y_fine=y, y_coarse=y // 5)
+    return hashlib.md5(x.tobytes()).hexdigest()
+
+
+@pytest.fixture()
+def setup(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setitem(data.SHARD_MD5, "test", _fake_split(data_dir, "test", 200, 0))
+    monkeypatch.setitem(data.SHARD_MD5, "train", _fake_split(data_dir, "train", 300, 1))
+    (data_dir / "classes.json").write_text(json.dumps([f"c{i}" for i in range(34)] + ["fox"] + [f"c{i}" for i in range(35, 100)]))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "checkpoints" / "tiny-run" / "final", ViT(TINY))
+    out = tmp_path / "figures"
+    args = ["analyze", "--checkpoint", str(ckpt), "--data", str(data_dir), "--out", str(out),
+            "--device", "cpu", "--images", "34,121", "--embeddings", "100"]
+    return args, out / "tiny-run", ckpt
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_analyze_writes_every_figure_file_in_the_documented_format(setup, capsys):
+    args, target, _ = setup
+    assert cli.main(args) == 0
+    assert {p.name for p in target.iterdir()} == FILES
+
+    pca = json.loads((target / "pca_64.json").read_text())
+    assert [p["title"] for p in pca["panels"]] == ["fox #34 · input", "fox #34 · PCA", "c21 #121 · input", "c21 #121 · PCA"]
+    image, pca_map = (np.array(p["rgb"]) for p in pca["panels"][:2])
+    assert image.shape == (64, 64, 3) and pca_map.shape == (16, 16, 3)  # 64x64 input, 4x4 patches
+    assert image.min() >= 0 and image.max() <= 255 and image.dtype.kind == "i"
+
+    att = json.loads((target / "attention_32.json").read_text())
+    assert att["frame_label"] == "layer"
+    assert len(att["panels"]) == TINY.depth * 2 * (TINY.heads + 1)
+    assert {p["frame"] for p in att["panels"]} == {"1", "2"}
+    for panel in att["panels"]:  # each heat map is a distribution over the 8x8 patches
+        z = np.array(panel["z"])
+        assert z.shape == (8, 8) and z.sum() == pytest.approx(1, abs=1e-3)
+
+    rows = _read_csv(target / "attention_metrics.csv")
+    assert [r["resolution"] for r in rows] == ["32", "64"]
+    assert list(rows[0])[:6] == ["resolution", "entropy", "sparsity", "max_attention", "head_diversity", "head_similarity"]
+    for row, n in zip(rows, (64, 256)):
+        assert 0 < float(row["entropy"]) <= np.log(n) + 1e-9
+        assert float(row["head_diversity"]) == pytest.approx(1 - float(row["head_similarity"]), abs=1e-5)
+        assert row["layer"] == str(TINY.depth)
+
+    spectrum = _read_csv(target / "spectrum.csv")
+    values = [float(r["singular_value"]) for r in spectrum]
+    assert len(values) == TINY.width and values[0] == 1 and values == sorted(values, reverse=True)
+    proj = _read_csv(target / "projections.csv")
+    assert list(proj[0]) == ["x", "density", "normal_pdf"]
+
+    meta = json.loads((target / "meta.json").read_text())
+    info_sha = hashlib.sha256((setup[2] / "checkpoint.json").read_bytes()).hexdigest()
+    assert meta["model_sha256"] == info_sha and meta["device"] == "cpu"
+    printed = capsys.readouterr().out
+    assert "resolution" in printed and "effective rank" in printed  # the summary table
+
+
+def test_rerun_is_cached_and_forced_rerun_is_byte_identical(setup, capsys):
+    args, target, _ = setup
+    assert cli.main(args) == 0
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert cli.main(args + ["--force"]) == 0
+    after = {p.name: p.read_bytes() for p in target.iterdir()}
+    assert after.keys() == before.keys()
+    for name in before.keys() - {"meta.json"}:
+        assert after[name] == before[name], name
+
+
+def test_probe_writes_top1_and_top5(setup):
+    args, target, _ = setup
+    assert cli.main(args + ["--probe"]) == 0
+    (row,) = _read_csv(target / "probe.csv")
+    assert row["split"] == "test"
+    assert 0 <= float(row["top1"]) <= float(row["top5"]) <= 1
+
+
+def test_corrupt_checkpoint_is_one_line_error_naming_the_file_and_keeps_old_output(setup, capsys):
+    args, target, ckpt = setup
+    assert cli.main(args) == 0
+    old = (target / "meta.json").read_bytes()
+    shard = next(ckpt.glob("model-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    # Same checkpoint.json, so the cache would say "up to date": --force makes it load the weights.
+    assert cli.main(args + ["--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(shard) in err and "Traceback" not in err
+    assert (target / "meta.json").read_bytes() == old
+
+
+@pytest.mark.parametrize("make", ["file", "foreign_json"])
+def test_foreign_checkpoint_is_an_error_naming_it(setup, tmp_path, capsys, make):
+    args, _, _ = setup
+    if make == "file":
+        bad = tmp_path / "last.pt"
+        torch.save({"w": torch.zeros(2)}, bad)
+    else:
+        bad = tmp_path / "other"
+        bad.mkdir()
+        (bad / "checkpoint.json").write_text('{"format": "something-else/3"}')
+    args = args[:]
+    args[args.index("--checkpoint") + 1] = str(bad)
+    assert cli.main(args) == 1
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_panel_index_outside_the_test_split_is_an_error(setup, capsys):
+    args, _, _ = setup
+    args = args[:]
+    args[args.index("--images") + 1] = "34,5000"
+    assert cli.main(args) == 1
+    assert "5000" in capsys.readouterr().err
