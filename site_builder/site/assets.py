@@ -19,8 +19,8 @@ from pathlib import Path
 
 from site_builder.content.markdown import pygments_css
 from site_builder.errors import UserError
+from site_builder.site.fingerprint import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def hashed_name(name: str, data: bytes) -> str:

@@ -1,0 +1,110 @@
+"""Where a site's inputs are, and the fingerprint that lets an unchanged site skip its build.
+
+The fingerprint is a hash over every input: site.toml, content/*.md, templates/, the exports the
+previous build read (or looked for), this package's build code, and the options. File contents are
+hashed, but only re-hashed when a file's size or mtime changed, so a no-op check costs a few stat calls.
+Light imports only: `python -m site_builder build` on an unchanged site returns before loading the
+markdown, data and rendering stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+import site_builder
+from site_builder.fsutil import write_bytes_atomic
+from site_builder.site.config import SiteConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILD_ID_FILE = ".build-id"  # in dist/: the fingerprint of the inputs it was built from
+
+
+@dataclass
+class Project:
+    """Where a site's inputs are."""
+
+    root: Path
+    config: SiteConfig
+
+    @property
+    def content(self) -> Path:
+        return self.root / "content"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def templates(self) -> Path:
+        own = self.root / "templates"
+        return own if (own / "base.html").exists() else PROJECT_ROOT / "templates"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / ".cache" / "build"
+
+
+class Fingerprint:
+    """A hash over every input of a build; file contents are re-hashed only when size or mtime changed."""
+
+    def __init__(self, project: Project, options: dict):
+        self.project = project
+        self.options = options
+        self.state_file = project.cache / "state.json"
+        try:
+            self.state = orjson.loads(self.state_file.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            self.state = {}
+        self.hashes: dict[str, list] = {}
+
+    def input_files(self, data_files) -> list[Path]:
+        root = self.project.root
+        files = [root / "site.toml", *sorted(self.project.content.glob("*.md"))]
+        files += sorted(p for p in self.project.templates.rglob("*") if p.is_file())
+        code = Path(site_builder.__file__).parent
+        for package in ("site", "content", "charts"):
+            files += sorted((code / package).glob("*.py"))
+        files += [code / "fsutil.py", code / "errors.py"]
+        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)]
+        files += [root / f for f in sorted(data_files)]
+        return files
+
+    def _file_hash(self, path: Path) -> str:
+        key = str(path)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "absent"
+        old = self.state.get("hashes", {}).get(key)
+        if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            digest = old[2]
+        else:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digest = h.hexdigest()
+        self.hashes[key] = [st.st_size, st.st_mtime_ns, digest]
+        return digest
+
+    def compute(self, data_files) -> str:
+        h = hashlib.sha256(orjson.dumps(self.options, option=orjson.OPT_SORT_KEYS))
+        for path in self.input_files(data_files):
+            h.update(f"{path}\0{self._file_hash(path)}\n".encode())
+        return h.hexdigest()
+
+    def up_to_date(self, out: Path) -> bool:
+        previous = self.state.get("key")
+        if not previous or not (out / BUILD_ID_FILE).exists():
+            return False
+        if (out / BUILD_ID_FILE).read_text().strip() != previous:
+            return False
+        return self.compute(self.state.get("data_files", [])) == previous
+
+    def save(self, key: str, data_files) -> None:
+        self.state = {"key": key, "data_files": sorted(data_files), "hashes": self.hashes}
+        write_bytes_atomic(self.state_file, orjson.dumps(self.state, option=orjson.OPT_SORT_KEYS))

@@ -1,0 +1,109 @@
+"""The page model: a chapter, its outgoing links and anchors, and the site's order and numbering.
+
+`gather_pages` is phase 1 of the build: parse every chapter, order them (index first, then site.toml's
+`chapters`, then front matter `order`, then file name) and number them; `number_labels` numbers every
+equation, figure and table as chapter.n so references work across chapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from site_builder.errors import UserError
+
+if TYPE_CHECKING:
+    from site_builder.content.markdown import Heading, MarkdownDoc
+    from site_builder.site.fingerprint import Project
+
+
+@dataclass
+class Link:
+    """An outgoing link written on a page (after .md -> .html rewriting)."""
+
+    href: str
+    line: int
+    page: str = ""  # target page url for internal links ('' for external / same-page)
+    anchor: str = ""
+
+
+@dataclass
+class Page:
+    source: Path
+    """The chapter's markdown file."""
+    slug: str
+    """File name without .md; the page is `<slug>.html`."""
+    doc: MarkdownDoc
+    number: int = 0
+    """Chapter number used in equation / figure / table numbers (0 for the home page)."""
+    body: str = ""
+    """Rendered article HTML."""
+    links: list[Link] = field(default_factory=list)
+    """Every link the page's markdown makes (for the link checker)."""
+    anchors: set[str] = field(default_factory=set)
+    """Every id on the rendered page."""
+    charts: int = 0
+    has_math: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"{self.slug}.html"
+
+    @property
+    def title(self) -> str:
+        return str(self.doc.meta["title"])
+
+    @property
+    def summary(self) -> str:
+        return str(self.doc.meta.get("summary", ""))
+
+    @property
+    def headings(self) -> list[Heading]:
+        return self.doc.headings
+
+
+def gather_pages(project: Project) -> list[Page]:
+    from site_builder.content.markdown import parse_markdown  # heavy: imported only when building
+
+    sources = sorted(project.content.glob("*.md"))
+    if not sources:
+        raise UserError("no chapters: add markdown files to content/ (index.md is the home page)", path="content/")
+    pages = []
+    for source in sources:
+        rel = source.relative_to(project.root).as_posix()
+        doc = parse_markdown(source.read_text(encoding="utf-8"), rel)
+        order = doc.meta.get("order", 0 if source.stem == "index" else 1000)
+        if not isinstance(order, (int, float)):
+            raise UserError(f"front matter: order must be a number, got {order!r}", path=rel, line=1)
+        pages.append(Page(source, source.stem, doc))
+    listed = {slug: i for i, slug in enumerate(project.config.chapters)}
+    for slug in listed:
+        if slug not in {p.slug for p in pages}:
+            raise UserError(f"Config value 'chapters': no content/{slug}.md", path="site.toml")
+
+    def key(page: Page):
+        return (page.slug != "index", listed.get(page.slug, len(listed)), page.doc.meta.get("order", 1000), page.slug)
+
+    pages.sort(key=key)
+    chapter = 0
+    for page in pages:
+        if page.slug != "index":
+            chapter += 1
+            page.number = chapter
+    return pages
+
+
+def number_labels(pages: list[Page]) -> dict[str, tuple[Page, str]]:
+    """label -> (page, 'chapter.n'); equations, figures and tables are counted separately."""
+    registry: dict[str, tuple[Page, str]] = {}
+    for page in pages:
+        counters = {"eq": 0, "fig": 0, "tbl": 0}
+        for label in page.doc.labels:
+            counters[label.kind] += 1
+            label.number = f"{page.number}.{counters[label.kind]}" if page.number else str(counters[label.kind])
+            if label.name in registry:
+                other = registry[label.name][0]
+                raise UserError(f"label '{label.name}' is already defined in {other.doc.path}", path=page.doc.path, line=label.line)
+            registry[label.name] = (page, label.number)
+    return registry

@@ -1,0 +1,309 @@
+"""Phase 2 of the build: render every page (markdown hooks for math, charts, tables, values, links and
+cross-references), check internal links and anchors, and return every file of dist/ as bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from html import escape
+from urllib.parse import urlsplit
+
+import jinja2
+import orjson
+from markupsafe import Markup
+
+from site_builder.charts.data import (
+    AGGREGATES,
+    SourceMissing,
+    aggregate,
+    lookup_key,
+    read_mapping,
+    read_numeric_columns,
+    read_table,
+    resolve_source,
+)
+from site_builder.charts.figures import build_chart
+from site_builder.content.markdown import render_inline, render_markdown
+from site_builder.content.math import MathRenderer, katex_version
+from site_builder.errors import UserError
+from site_builder.site.assets import collect_assets, find_katex
+from site_builder.site.fingerprint import Project
+from site_builder.site.pages import Link, Page
+
+
+_SCRIPT_UNSAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def json_for_script(obj) -> str:
+    """JSON that is safe inside <script type="application/json"> whatever strings it holds."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode().translate(_SCRIPT_UNSAFE)
+
+
+def _fmt(value, spec: str, where: str) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+        return {math.inf: "∞", -math.inf: "−∞"}.get(value, "NaN")
+    if isinstance(value, float) and value.is_integer() and spec[-1:] in tuple("bcdoxX"):
+        value = int(value)  # history columns are read as floats; an integer format wants an int
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
+
+
+class PageRenderer:
+    """The markdown renderer's hooks for one page (see content.markdown.Hooks)."""
+
+    def __init__(self, builder: "Builder", page: Page):
+        self.b, self.page = builder, page
+        self.path = page.doc.path
+        self.figure_count = 0
+
+    def error(self, message: str, line: int) -> UserError:
+        return UserError(message, path=self.path, line=line)
+
+    def _source(self, rel, line: int):
+        """Resolve an exports path; None (and a warning) when the file does not exist yet."""
+        try:
+            path = resolve_source(self.b.project.exports, rel)
+        except SourceMissing:
+            self.b.data_files.add(f"exports/{rel}")
+            self.b.warn(f"{self.path}:{line}: pending: exports/{rel} does not exist yet")
+            return None
+        except UserError as exc:
+            raise self.error(exc.message, line) from None
+        self.b.data_files.add(path.relative_to(self.b.project.root).as_posix())
+        return path
+
+    # -- math and references
+
+    def math(self, tex: str, display: bool, line: int, label: str | None = None) -> str:
+        self.page.has_math = True
+        if label:
+            tex = f"{tex}\n\\tag{{{self.b.labels[label][1]}}}"
+        html = self.b.math.render(tex, display, path=self.path, line=line)
+        if label:
+            return f'<div class="equation" id="{escape(label)}">{html}</div>'
+        return html
+
+    def xref(self, command: str, label: str, line: int) -> str:
+        if label not in self.b.labels:
+            known = ", ".join(sorted(k for k in self.b.labels if not k.split(":", 1)[1].startswith("#")))
+            raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
+        target, number = self.b.labels[label]
+        kind = label.split(":", 1)[0]
+        text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        href = f"#{label}" if target is self.page else f"{target.url}#{label}"
+        self.page.links.append(Link(href, line, target.url, label))
+        return f'<a class="xref" href="{escape(href)}">{escape(text)}</a>'
+
+    def link(self, href: str, line: int) -> str:
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc:
+            self.page.links.append(Link(href, line))
+            return href
+        if parts.path.endswith(".md"):
+            slug = parts.path[:-3].lstrip("./")
+            if slug not in self.b.pages_by_slug:
+                raise self.error(f"link to {parts.path}: no such chapter in content/", line)
+            target = f"{slug}.html"
+            out = target + (f"#{parts.fragment}" if parts.fragment else "")
+            self.page.links.append(Link(out, line, target, parts.fragment))
+            return out
+        if not parts.path:  # same-page anchor
+            self.page.links.append(Link(href, line, self.page.url, parts.fragment))
+            return href
+        self.page.links.append(Link(href, line))
+        return href
+
+    # -- data
+
+    def value(self, expr: str, line: int) -> str:
+        """{{ source#key@agg | fmt }}"""
+        ref, _, spec = (part.strip() for part in expr.partition("|"))
+        rel, hash_, key = ref.partition("#")
+        if not hash_ or not key:
+            raise self.error(f"{{{{ {expr} }}}}: expected {{{{ path#key | format }}}}", line)
+        path = self._source(rel, line)
+        if path is None:
+            return f'<span class="pending" title="exports/{escape(rel)} does not exist yet">pending</span>'
+        try:
+            if path.suffix == ".csv" or (path.suffix == ".json" and "@" in key):
+                column, at, agg = key.rpartition("@")
+                if not at or agg not in AGGREGATES:
+                    raise UserError(f"a history column needs an aggregate: {key}@last (or @{', @'.join(AGGREGATES[1:])})")
+                value = aggregate(read_numeric_columns(path, rel, [column])[column], agg, column, rel)
+            else:
+                value = lookup_key(read_mapping(path, rel), key, rel)
+            text = _fmt(value, spec, f"{{{{ {expr} }}}}")
+        except UserError as exc:
+            raise self.error(exc.message, line) from None
+        return f'<span class="value" title="{escape(ref)}">{escape(text)}</span>'
+
+    def directive(self, kind: str, spec: dict, line: int) -> str:
+        label = spec.pop("_label")
+        number = self.b.labels[label][1]
+        anchor = label if not label.split(":", 1)[1].startswith("#") else ""
+        try:
+            if kind == "chart":
+                return self.chart(spec, line, label, anchor, number)
+            return self.table(spec, line, anchor, number)
+        except UserError as exc:
+            if exc.path:
+                raise
+            raise self.error(exc.message, line) from None
+
+    def _caption(self, prefix: str, spec: dict, line: int, extra: str = "") -> str:
+        title = render_inline(str(spec["title"]), self, self.path, line) if spec.get("title") else ""
+        caption = render_inline(str(spec["caption"]), self, self.path, line) if spec.get("caption") else ""
+        title_html = f' <span class="figure-title">{title}</span>' if title else ""
+        return f'<figcaption><span class="figure-number">{prefix}</span>{title_html} {caption}{extra}</figcaption>'
+
+    def _pending(self, missing: list[str]) -> str:
+        items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
+        return f'<div class="pending-box" role="note"><strong>Pending.</strong> This needs {items}, which does not exist yet.</div>'
+
+    def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
+        self.figure_count += 1
+        id_attr = f' id="{escape(anchor)}"' if anchor else ""
+        for rel in (spec.get("source") or {}).values() if isinstance(spec.get("source"), dict) else [spec.get("source")]:
+            if isinstance(rel, str):
+                self._source(rel, line)  # records the file (or the pending warning)
+        result = self.b.chart(spec)
+        caption = lambda extra="": self._caption(f"Figure {number}", spec, line, extra)  # noqa: E731
+        if result.figure is None:
+            return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption()}</figure>\n'
+        self.page.charts += 1
+        extra = ""
+        if result.csv is not None:
+            csv_rel = f"data/{self.page.slug}-figure-{self.figure_count}.csv"
+            self.b.data_out[csv_rel] = result.csv
+            extra = f' <a class="download" href="{csv_rel}" download>Data (CSV)</a>'
+        figure = dict(result.figure, title=str(spec.get("title", "")))
+        height = int(spec.get("height", 380))
+        controls = ""
+        if figure["type"] in ("line", "scatter"):
+            smoothing = figure["smoothing"]
+            controls = (
+                '<div class="chart-controls">'
+                f'<label>Smoothing <input class="js-smoothing" type="range" min="0" max="0.99" step="0.01" value="{smoothing}">'
+                f'<output>{smoothing:.2f}</output></label>'
+                f'<label><input class="js-log-y" type="checkbox"{" checked" if figure["log_y"] else ""}> log y</label>'
+                "</div>"
+            )
+        elif figure["type"] == "panels" and len(figure["frames"]) > 1:
+            n = len(figure["frames"])
+            first = escape(figure["frames"][0]["label"])
+            controls = (
+                f'<div class="chart-controls"><label>{escape(figure["frame_label"])} '
+                f'<input class="js-frame" type="range" min="0" max="{n - 1}" step="1" value="0">'
+                f"<output>{first}</output></label></div>"
+            )
+        return (
+            f'<figure class="chart-figure"{id_attr}>\n'
+            f'<div class="chart" data-chart-type="{figure["type"]}">'
+            f'<div class="chart-plot" style="height:{height}px"></div>{controls}'
+            f'<script type="application/json" class="chart-data">{json_for_script(figure)}</script></div>\n'
+            f"{caption(extra)}\n</figure>\n"
+        )
+
+    def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
+        allowed = {"id", "source", "keys", "columns", "caption", "title", "format"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise UserError(f"table: unknown key '{unknown[0]}' (keys: {', '.join(sorted(allowed))})")
+        if "source" not in spec:
+            raise UserError("table: 'source' is required")
+        sources = spec["source"] if isinstance(spec["source"], dict) else {"": spec["source"]}
+        fmt = str(spec.get("format", ""))
+        id_attr = f' id="{escape(anchor)}"' if anchor else ""
+        paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
+        missing = [rel for rel, path in paths.values() if path is None]
+        caption = self._caption(f"Table {number}", spec, line)
+        if missing:
+            return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
+        cell = lambda v: "" if v is None else escape(_fmt(v, fmt, "table") if fmt and isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))  # noqa: E731
+        if "keys" in spec:
+            keys = [str(k) for k in spec["keys"]]
+            header = ["key"] + [label or "value" for label in paths]
+            mappings = {label: read_mapping(path, rel) for label, (rel, path) in paths.items()}
+            rows = [[key] + [lookup_key(mappings[label], key, paths[label][0]) for label in paths] for key in keys]
+        else:
+            if len(paths) != 1:
+                raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
+            rel, path = next(iter(paths.values()))
+            header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
+        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>\n" for row in rows)
+        return (
+            f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
+            f"</table>\n{caption}\n</figure>\n"
+        )
+
+
+class Builder:
+    """State of one build (see build_site)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
+        self.labels: dict[str, tuple[Page, str]] = {}
+        self.pages_by_slug: dict[str, Page] = {}
+        self.data_files: set[str] = set()
+        self.data_out: dict[str, bytes] = {}
+        self.warnings: list[str] = []
+        self.formulas = 0
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def chart(self, spec: dict):
+        return build_chart(spec, self.project.exports)
+
+
+ID_RE = re.compile(r'\sid="([^"]+)"')
+
+
+def check_links(pages: list[Page]) -> None:
+    by_url = {p.url: p for p in pages}
+    for page in pages:
+        for link in page.links:
+            if not link.page:
+                continue
+            target = by_url[link.page]
+            if link.anchor and link.anchor not in target.anchors:
+                raise UserError(f"link to {link.href}: no anchor '#{link.anchor}' on {target.doc.path}", path=page.doc.path, line=link.line)
+
+
+def render_site(project: Project, builder: Builder, pages: list[Page], base_url: str) -> dict[str, bytes]:
+    """Every file of dist/ (relative path -> bytes)."""
+    katex_dist = find_katex(project.root, builder.math.version)
+    for page in pages:
+        renderer = PageRenderer(builder, page)
+        page.body = render_markdown(page.doc, renderer)
+        page.anchors = set(ID_RE.findall(page.body))
+    check_links(pages)
+    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project.templates),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    template = env.get_template("page.html")
+    files: dict[str, bytes] = dict(assets.files)
+    for i, page in enumerate(pages):
+        html = template.render(
+            site=project.config,
+            base_url=base_url,
+            page=page,
+            nav=pages,
+            prev=pages[i - 1] if i > 0 else None,
+            next=pages[i + 1] if i + 1 < len(pages) else None,
+            assets=assets.urls,
+            body=Markup(page.body),
+        )
+        files[page.url] = html.encode("utf-8")
+    files.update(builder.data_out)
+    files[".nojekyll"] = b""
+    return files
