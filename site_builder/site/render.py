@@ -68,7 +68,7 @@ class PageRenderer:
             path = resolve_source(self.b.project.exports, rel)
         except SourceMissing:
             self.b.data_files.add(f"exports/{rel}")
-            self.b.warn(f"{self.path}:{line}: pending: exports/{rel} does not exist yet")
+            self.b.pending_source(self.path, line, rel)
             return None
         except UserError as exc:
             raise self.error(exc.message, line) from None
@@ -251,11 +251,22 @@ class Builder:
         self.pages_by_slug: dict[str, Page] = {}
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
-        self.warnings: list[str] = []
+        self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
         self.formulas = 0
 
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
+    def pending_source(self, page_path: str, line: int, rel: str) -> None:
+        lines = self.pending.setdefault((page_path, rel), [])
+        if line not in lines:
+            lines.append(line)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per chapter and missing source, at its first use."""
+        out = []
+        for (page_path, rel), lines in self.pending.items():
+            more = f" (and {len(lines) - 1} more uses)" if len(lines) > 1 else ""
+            out.append(f"{page_path}:{lines[0]}: pending: exports/{rel} does not exist yet{more}")
+        return out
 
     def chart(self, spec: dict):
         return build_chart(spec, self.project.exports)
