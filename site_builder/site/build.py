@@ -39,6 +39,8 @@ class BuildResult:
     formulas_rendered: int = 0
     formulas_total: int = 0
     katex_seconds: float = 0.0
+    search_bytes: int = 0
+    """Size of the search index in dist/pagefind/ (without Pagefind's UI code)."""
 
     def summary(self) -> str:
         if self.skipped:
@@ -47,7 +49,8 @@ class BuildResult:
         return (
             f"built {len(self.pages)} pages, {self.charts} charts, {self.files} files, "
             f"{self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s "
-            f"(math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per})"
+            f"(math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
+            f"search index {self.search_bytes / 1024:.0f} KB)"
         )
 
 
@@ -70,6 +73,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
 
     from site_builder.site.pages import gather_pages, number_labels
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
+    from site_builder.site.search import index_search
 
     builder = Builder(project)
     pages = gather_pages(project)
@@ -83,6 +87,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+        search_bytes = index_search(tmp)  # search (issue 7): Pagefind indexes the written pages
     builder.math.save()
     fingerprint.save(key, builder.data_files)
     return BuildResult(
@@ -93,6 +98,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
         bytes=sum(len(d) for d in files.values()),
         seconds=time.perf_counter() - start,
         warnings=builder.warnings,
+        search_bytes=search_bytes,
         formulas_rendered=builder.math.rendered,
         formulas_total=builder.math.calls,
         katex_seconds=builder.math.seconds,

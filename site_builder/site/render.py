@@ -30,6 +30,7 @@ from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
 from site_builder.site.pages import Link, Page
+from site_builder.site.published import published_files
 
 
 _SCRIPT_UNSAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
@@ -316,5 +317,6 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
         )
         files[page.url] = html.encode("utf-8")
     files.update(builder.data_out)
+    files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: cards, sitemap, 404
     files[".nojekyll"] = b""
     return files
