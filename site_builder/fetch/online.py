@@ -108,11 +108,11 @@ def _one_line(exc: BaseException) -> str:
 
 def read_online_run(run_path: str, retries: int = RETRIES, progress: Callable[[int], None] | None = None) -> RunData:
     """Load run metadata through wandb.Api and return a RunData whose rows stream from scan_history."""
+    base_url = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+    check_reachable(base_url, retries)
     import wandb
     from wandb.apis.public.runs import RunNotFoundError
 
-    base_url = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
-    check_reachable(base_url, retries)
     try:
         api = with_retries(lambda: wandb.Api(timeout=30), "wandb login", retries)
     except wandb.errors.UsageError as exc:
@@ -121,9 +121,10 @@ def read_online_run(run_path: str, retries: int = RETRIES, progress: Callable[[i
         raise UserError(f"wandb rejected the login or could not be reached: {_one_line(exc)}")
     try:
         run = with_retries(lambda: api.run(run_path), f"loading {run_path}", retries)
-    except (RunNotFoundError, ValueError) as exc:
-        raise UserError(f"run not found on {base_url} ({_one_line(exc)}); check entity/project/run_id", path=run_path)
-    except wandb.errors.CommError as exc:
+    except (RunNotFoundError, wandb.errors.CommError) as exc:
+        # wandb wraps RunNotFoundError in a CommError (its `exc`)
+        if isinstance(exc, RunNotFoundError) or isinstance(getattr(exc, "exc", None), RunNotFoundError):
+            raise UserError(f"run not found on {base_url}; check entity/project/run_id", path=run_path)
         raise UserError(f"could not load the run: {_one_line(exc)}", path=run_path)
 
     def rows() -> Iterator[dict]:
