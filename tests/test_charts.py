@@ -147,3 +147,24 @@ def test_inline_value_errors(tmp_path):
     page = (root / "dist" / "index.html").read_text()
     assert ">0</span>" in page  # epoch logged only at step 0 in a 20-step history
     assert ">2.000</span>" in page  # 2 * exp(0) + 0.1 * sin(0)
+
+
+def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_site, monkeypatch):
+    from site_builder.charts import cache
+
+    calls = []
+    real = cache.build_chart
+    monkeypatch.setattr(cache, "build_chart", lambda spec, exports: calls.append(spec["source"]) or real(spec, exports))
+    build_site(fixture_site)
+    assert len(calls) == 4  # three drawable charts + the pending one
+    calls.clear()
+    index = fixture_site / "content/index.md"
+    index.write_text(index.read_text() + "\nMore prose.\n")
+    build_site(fixture_site)
+    assert calls == ["runs/not-yet/history.csv"]  # only the pending chart is looked at again
+    calls.clear()
+    (fixture_site / "exports/runs/b/history.csv").write_text(history_csv(600))
+    build_site(fixture_site)
+    assert calls == ["runs/not-yet/history.csv", {"A": "runs/a/history.csv", "B": "runs/b/history.csv"}]
+    runs = figures_in((fixture_site / "dist/chapter.html").read_text())[1]
+    assert runs["traces"][1]["x"] == [0.0, 500.0]

@@ -20,7 +20,7 @@ def build_pages(tmp_path, chapters: dict[str, str], **files) -> dict[str, str]:
     pages = {}
     for slug in chapters:
         html = (root / "dist" / f"{slug}.html").read_text()
-        pages[slug] = html[html.index('<article class="article">') : html.index("</article>")]
+        pages[slug] = html[html.index('<article class="article"') : html.index("</article>")]
     return pages
 
 

@@ -75,7 +75,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
     from site_builder.site.search import index_search
 
-    builder = Builder(project)
+    builder = Builder(project, fingerprint.file_hash)
     pages = gather_pages(project)
     builder.pages_by_slug = {p.slug: p for p in pages}
     builder.labels = number_labels(pages)
@@ -89,6 +89,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
             target.write_bytes(data)
         search_bytes = index_search(tmp)  # search (issue 7): Pagefind indexes the written pages
     builder.math.save()
+    builder.charts.prune()
     fingerprint.save(key, builder.data_files)
     return BuildResult(
         out,

@@ -73,7 +73,7 @@ class Fingerprint:
         files += [root / f for f in sorted(data_files)]
         return files
 
-    def _file_hash(self, path: Path) -> str:
+    def file_hash(self, path: Path) -> str:
         key = str(path)
         try:
             st = path.stat()
@@ -94,7 +94,7 @@ class Fingerprint:
     def compute(self, data_files) -> str:
         h = hashlib.sha256(orjson.dumps(self.options, option=orjson.OPT_SORT_KEYS))
         for path in self.input_files(data_files):
-            h.update(f"{path}\0{self._file_hash(path)}\n".encode())
+            h.update(f"{path}\0{self.file_hash(path)}\n".encode())
         return h.hexdigest()
 
     def up_to_date(self, out: Path) -> bool:

@@ -23,7 +23,7 @@ from site_builder.charts.data import (
     read_table,
     resolve_source,
 )
-from site_builder.charts.figures import build_chart
+from site_builder.charts.cache import ChartCache
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
 from site_builder.errors import UserError
@@ -245,8 +245,9 @@ class PageRenderer:
 class Builder:
     """State of one build (see build_site)."""
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, file_hash):
         self.project = project
+        self.charts = ChartCache(project.cache / "charts", project.exports, file_hash)
         self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
         self.labels: dict[str, tuple[Page, str]] = {}
         self.pages_by_slug: dict[str, Page] = {}
@@ -270,7 +271,7 @@ class Builder:
         return out
 
     def chart(self, spec: dict):
-        return build_chart(spec, self.project.exports)
+        return self.charts.chart(spec)
 
 
 ID_RE = re.compile(r'\sid="([^"]+)"')
