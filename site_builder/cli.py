@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 1
     except ModuleNotFoundError as exc:
         if debug or not exc.name or exc.name.startswith("site_builder"):

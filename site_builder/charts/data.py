@@ -53,37 +53,40 @@ def _unknown(kind: str, name: str, rel: str, existing: list[str]) -> UserError:
     return UserError(f"{kind} '{name}' is not in {rel}.{hint} {kind.capitalize()}s there: {', '.join(existing)}")
 
 
-def csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return next(csv.reader(f), [])
+def csv_header(path: Path, rel: str | None = None) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{rel or path.name}: not UTF-8 text (byte {exc.start}); write the file as UTF-8") from None
 
 
-def columns_of(path: Path) -> list[str]:
+def columns_of(path: Path, rel: str | None = None) -> list[str]:
     if path.suffix == ".csv":
-        return csv_header(path)
-    data = load_json(path)
+        return csv_header(path, rel)
+    data = load_json(path, rel)
     if isinstance(data, dict) and "columns" in data and "data" in data:
         return list(data["columns"])
     raise UserError(f"{path.name} is not a table (CSV or columnar JSON with 'columns' and 'data')")
 
 
-def load_json(path: Path) -> Any:
+def load_json(path: Path, rel: str | None = None) -> Any:
     try:
         return orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        raise UserError(f"{path.name}: invalid JSON: {exc}") from None
+        raise UserError(f"{rel or path.name}: invalid JSON: {exc}") from None
 
 
 def read_numeric_columns(path: Path, rel: str, names: list[str]) -> dict[str, Column]:
     """Read the named columns of a history table as numbers (CSV streamed, only these columns parsed)."""
-    existing = columns_of(path)
+    existing = columns_of(path, rel)
     for name in names:
         if name not in existing:
             raise _unknown("column", name, rel, existing)
     names = list(dict.fromkeys(names))
     if path.suffix == ".csv":
         return _read_csv_numeric(path, rel, names)
-    data = load_json(path)["data"]
+    data = load_json(path, rel)["data"]
     out = {}
     for name in names:
         raw = data[name]
@@ -119,7 +122,7 @@ def _read_csv_numeric(path: Path, rel: str, names: list[str]) -> dict[str, Colum
 
 def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[str], list[list[Any]]]:
     """Rows of a CSV / columnar JSON table (values as Python objects; None = empty)."""
-    existing = columns_of(path)
+    existing = columns_of(path, rel)
     columns = columns or existing
     for name in columns:
         if name not in existing:
@@ -132,7 +135,7 @@ def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[st
             raise UserError(f"{rel}: cannot read: {str(exc).splitlines()[0]}") from None
         data = {c: table.column(c).to_pylist() for c in columns}
     else:
-        raw = load_json(path)["data"]
+        raw = load_json(path, rel)["data"]
         data = {c: [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in raw[c]] for c in columns}
     n_rows = len(next(iter(data.values()))) if data else 0
     return columns, [[data[c][i] for c in columns] for i in range(n_rows)]
@@ -140,7 +143,7 @@ def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[st
 
 def read_mapping(path: Path, rel: str) -> dict[str, Any]:
     """A flat {key: value} JSON file (config.json, summary.json)."""
-    data = load_json(path) if path.suffix == ".json" else None
+    data = load_json(path, rel) if path.suffix == ".json" else None
     if not isinstance(data, dict) or ("columns" in data and "data" in data):
         raise UserError(f"{rel} is not a flat {{key: value}} JSON file")
     return data

@@ -163,7 +163,7 @@ def _full_csv(x_name: str, y_names: list[str], tables: list[tuple[str, dict[str,
 
 
 def panels_figure(spec: dict, rel: str, path: Path) -> dict:
-    data = load_json(path)
+    data = load_json(path, rel)
     panels = data.get("panels") if isinstance(data, dict) else None
     if not isinstance(panels, list) or not panels:
         raise UserError(f"{rel} is not a panels file: it needs a non-empty 'panels' list")

@@ -202,8 +202,8 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
             expected = "fig" if kind == "chart" else "tbl"
             if label is not None:
                 _label_kind(str(label), path, line, f"a {kind}", expected)
-            # every chart / table is numbered, with or without an id
-            doc.labels.append(Label(expected, str(label) if label else f"{expected}:#{len(doc.labels)}", line))
+            # every chart / table is numbered, with or without an id (anonymous labels are unique per file)
+            doc.labels.append(Label(expected, str(label) if label else f"{expected}:#{path}#{len(doc.labels)}", line))
             token.meta["label"] = doc.labels[-1].name
     if "title" not in meta:
         first_h1 = next((tokens[i + 1] for i, t in enumerate(tokens) if t.tag == "h1" and t.type == "heading_open"), None)

@@ -70,13 +70,31 @@ def gather_pages(project: Project) -> list[Page]:
     if not sources:
         raise UserError("no chapters: add markdown files to content/ (index.md is the home page)", path="content/")
     pages = []
+    orders: dict[object, str] = {}
+    slugs: dict[str, str] = {}
     for source in sources:
         rel = source.relative_to(project.root).as_posix()
-        doc = parse_markdown(source.read_text(encoding="utf-8"), rel)
+        if not source.resolve().is_relative_to(project.root):
+            raise UserError("a chapter may not be a link to a file outside the project", path=rel)
+        other = slugs.setdefault(source.stem.lower(), rel)
+        if other != rel:  # A.md and a.md overwrite each other's page on case-insensitive file systems
+            raise UserError(f"same page name as {other} apart from letter case; rename one", path=rel)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path=rel) from None
+        doc = parse_markdown(text, rel)
         order = doc.meta.get("order", 0 if source.stem == "index" else 1000)
         if not isinstance(order, (int, float)):
             raise UserError(f"front matter: order must be a number, got {order!r}", path=rel, line=1)
+        if "order" in doc.meta and source.stem != "index":
+            other = orders.setdefault(order, rel)
+            if other != rel:
+                raise UserError(f"front matter: order {order} is also the order of {other}; give each chapter its own", path=rel)
         pages.append(Page(source, source.stem, doc))
+    if len(set(project.config.chapters)) != len(project.config.chapters):
+        twice = next(s for s in project.config.chapters if project.config.chapters.count(s) > 1)
+        raise UserError(f"Config value 'chapters': '{twice}' is listed twice", path="site.toml")
     listed = {slug: i for i, slug in enumerate(project.config.chapters)}
     for slug in listed:
         if slug not in {p.slug for p in pages}:
