@@ -143,3 +143,23 @@ def test_panel_index_outside_the_test_split_is_an_error(setup, capsys):
     args[args.index("--images") + 1] = "34,5000"
     assert cli.main(args) == 1
     assert "5000" in capsys.readouterr().err
+
+
+def test_last_checkpoint_with_projector_adds_projector_figures_under_its_run_name(setup, tmp_path):
+    from site_builder.train.model import Projector
+
+    args, _, _ = setup
+    torch.manual_seed(1)
+    projector = Projector(TINY.width, hidden=16, out_dim=8)
+    ckpt = save_checkpoint(tmp_path / "checkpoints" / "folder-name" / "last", ViT(TINY),
+                           extra_tensors={f"projector.{k}": v for k, v in projector.state_dict().items()},
+                           extra_info={"run": "named-run"})
+    args = args[:]
+    args[args.index("--checkpoint") + 1] = str(ckpt / "checkpoint.json")
+    assert cli.main(args) == 0
+    target = tmp_path / "figures" / "named-run"
+    assert {p.name for p in target.iterdir()} == FILES | {"projector_spectrum.csv", "projector_projections.csv"}
+    values = [float(r["singular_value"]) for r in _read_csv(target / "projector_spectrum.csv")]
+    assert len(values) == 8 and values[0] == 1
+    meta = json.loads((target / "meta.json").read_text())
+    assert meta["embedding"]["projector"]["dim"] == 8 and meta["embedding"]["backbone"]["dim"] == TINY.width

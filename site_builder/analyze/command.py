@@ -5,7 +5,12 @@ Writes, into one folder replaced atomically:
     attention_32.json, attention_64.json  panels: CLS->patch attention per layer (frame), head and head mean
     attention_metrics.csv                 last layer, mean over the panel images (see metrics.py)
     attention_metrics_detail.csv          every layer, for the panel mean and for each image alone
-    spectrum.csv, projections.csv         embedding health on the first --embeddings test images
+    spectrum.csv, projections.csv         embedding health of the backbone's CLS embedding, first
+                                          --embeddings test images; singular values / largest, and a
+                                          histogram of 1-D random projections beside N(0, 1)
+    projector_spectrum.csv, projector_projections.csv
+                                          the same for the projector output (what SIGReg is applied to),
+                                          when the checkpoint holds the projector (`last` checkpoints)
     probe.csv                             final offline linear probe (only with --probe)
     meta.json                             provenance, timings and the cache key
 
@@ -49,8 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/<run>/final")
     source.add_argument("--random-init", action="store_true",
                         help="analyze a freshly initialised ViT-nano (default config, seeded by --seed)")
-    parser.add_argument("--name", help="output folder name (default: the run folder above the checkpoint, "
-                                       "or 'random-init')")
+    parser.add_argument("--name", help="output folder name (default: the checkpoint's run name, else the "
+                                       "folder above the checkpoint; 'random-init' with --random-init)")
     parser.add_argument("--data", type=Path, default=Path("data/cifar100"),
                         help="CIFAR-100 folder (npz shards or the official archive; default: data/cifar100)")
     parser.add_argument("--out", type=Path, default=Path("exports/figures"), help="default: exports/figures")
@@ -116,26 +121,48 @@ def _source(args) -> tuple[str, str, dict]:
     if args.random_init:
         config = ViTConfig().to_dict()
         sha = hashlib.sha256(json_bytes({"random_init": config, "seed": args.seed})).hexdigest()
-        return args.name or "random-init", sha, {"checkpoint": None, "random_init": True, "model_config": config}
+        return args.name or "random-init", sha, {"checkpoint": None, "random_init": True}
     folder = args.checkpoint
-    if folder.name == INFO_FILE:
-        folder = folder.parent
     info_path = folder / INFO_FILE
     if not info_path.is_file():
         raise UserError(f"not a checkpoint folder: {INFO_FILE} is missing", path=folder)
-    sha = hashlib.sha256(info_path.read_bytes()).hexdigest()
-    name = args.name or folder.resolve().parent.name
-    return name, sha, {"checkpoint": folder.as_posix()}
+    raw = info_path.read_bytes()
+    try:
+        run_name = json.loads(raw).get("run")
+    except (ValueError, AttributeError):
+        run_name = None  # load_model reports what is wrong with the file
+    name = args.name or (run_name if isinstance(run_name, str) and run_name else folder.resolve().parent.name)
+    return name, hashlib.sha256(raw).hexdigest(), {"checkpoint": folder.as_posix()}
 
 
-def _load(args, device: torch.device):
-    from site_builder.train.checkpoint import load_model
+def _load(args, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
+    """(backbone, projector or None, checkpoint info). Resumable `last` checkpoints hold the projector."""
+    from site_builder.train.checkpoint import load_model, read_checkpoint
     from site_builder.train.model import ViT, ViTConfig
 
     if args.random_init:
         torch.manual_seed(args.seed)
-        return ViT(ViTConfig()).to(device).eval(), {"step": 0, "epoch": 0}
-    return load_model(args.checkpoint, str(device))
+        return ViT(ViTConfig()).to(device).eval(), None, {"step": 0, "epoch": 0}
+    model, info = load_model(args.checkpoint, str(device))
+    if not any(name.startswith("state-") for name in info["files"]):
+        return model, None, info
+    _, _, state = read_checkpoint(args.checkpoint)  # read again: load_model keeps only the backbone
+    return model, _projector(state, model.embed_dim, args.checkpoint, device), info
+
+
+def _projector(state: dict, width: int, path: Path, device: torch.device) -> torch.nn.Module | None:
+    from site_builder.train.model import Projector
+
+    weights = {k.removeprefix("projector."): v.float() for k, v in state.items() if k.startswith("projector.")}
+    if not weights:
+        return None
+    try:
+        projector = Projector(width, weights["net.0.weight"].shape[0], weights["net.6.weight"].shape[0])
+        projector.load_state_dict(weights, strict=True)
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"projector weights do not fit the projector ({first})", path=path) from None
+    return projector.to(device).eval()
 
 
 def _class_names(data_dir: Path) -> list[str] | None:
@@ -220,26 +247,37 @@ def _panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], l
     return files, table, detail
 
 
-@torch.inference_mode()
-def _embedding_figures(model, images_u8, device, seed) -> tuple[dict[str, bytes], dict]:
-    """Spectrum and projection histogram of the CLS embedding (what the objectives and probes see)."""
-    from site_builder.train.probe import extract_features
-
-    emb = extract_features(model, torch.from_numpy(images_u8), device, _batch_size(device))
-    emb = emb[:, : model.embed_dim].double()
+def _embedding_files(emb: torch.Tensor, seed: int, prefix: str) -> tuple[dict[str, bytes], dict]:
     spectrum = figures.singular_spectrum(emb)
     proj = figures.random_projections(emb, PROJECTION_DIRECTIONS, seed)
     hist = figures.projection_histogram(proj)
     files = {
-        "spectrum.csv": _csv_bytes(["index", "singular_value"],
-                                   [{"index": i + 1, "singular_value": float(s)} for i, s in enumerate(spectrum)]),
-        "projections.csv": _csv_bytes(["x", "density", "normal_pdf"], [
+        f"{prefix}spectrum.csv": _csv_bytes(
+            ["index", "singular_value"],
+            [{"index": i + 1, "singular_value": float(s)} for i, s in enumerate(spectrum)]),
+        f"{prefix}projections.csv": _csv_bytes(["x", "density", "normal_pdf"], [
             {"x": float(a), "density": float(b), "normal_pdf": float(c)}
             for a, b, c in zip(hist["x"], hist["density"], hist["normal_pdf"])]),
     }
-    summary = {"embeddings": len(emb), "embedding_dim": emb.shape[1],
-               "effective_rank": figures.effective_rank(spectrum),
+    summary = {"images": len(emb), "dim": emb.shape[1], "effective_rank": figures.effective_rank(spectrum),
                "projection_mean": proj.mean().item(), "projection_std": proj.std().item()}
+    return files, summary
+
+
+@torch.inference_mode()
+def _embedding_figures(model, projector, images_u8, device, seed) -> tuple[dict[str, bytes], dict]:
+    """Spectrum and projection histogram of the backbone's CLS embedding (what the probes see) and,
+    where the checkpoint holds it, of the projector's output (what SIGReg is applied to)."""
+    from site_builder.train.probe import extract_features
+
+    emb = extract_features(model, torch.from_numpy(images_u8), device, _batch_size(device))
+    emb = emb[:, : model.embed_dim]
+    files, backbone = _embedding_files(emb.double(), seed, "")
+    summary = {"backbone": backbone}
+    if projector is not None:
+        z = torch.cat([projector(batch.to(device)).float().cpu() for batch in emb.split(_batch_size(device))])
+        projector_files, summary["projector"] = _embedding_files(z.double(), seed, "projector_")
+        files.update(projector_files)
     return files, summary
 
 
@@ -261,7 +299,11 @@ def _probe(model, data_dir, device) -> tuple[bytes, dict]:
 
 
 def run(args) -> int:
+    from site_builder.train.checkpoint import INFO_FILE
     from site_builder.train.data import load_cifar100
+
+    if args.checkpoint is not None and args.checkpoint.name == INFO_FILE:
+        args.checkpoint = args.checkpoint.parent
 
     if args.embeddings < 2:
         raise UserError("--embeddings must be at least 2")
@@ -277,7 +319,7 @@ def run(args) -> int:
     device = _device(args.device)
     timings = {}
     start = time.perf_counter()
-    model, info = _load(args, device)
+    model, projector, info = _load(args, device)
     test_x, test_y = load_cifar100(args.data, "test")
     bad = [i for i in args.images if i >= len(test_x)]
     if bad:
@@ -289,7 +331,7 @@ def run(args) -> int:
     files, table, _ = _panel_figures(model, test_x[list(args.images)], names, device)
     timings["panel"] = time.perf_counter() - t
     t = time.perf_counter()
-    emb_files, embedding_summary = _embedding_figures(model, test_x[: args.embeddings], device, args.seed)
+    emb_files, embedding_summary = _embedding_figures(model, projector, test_x[: args.embeddings], device, args.seed)
     files.update(emb_files)
     timings["embeddings"] = time.perf_counter() - t
     probe_summary = None
@@ -343,7 +385,9 @@ def _print_summary(target, table, embedding, probe, timings, device) -> None:
     print("  " + "  ".join(f"{h:>15}" for h in header), file=out)
     for row in table:
         print("  " + "  ".join(f"{row[h]:>15.4g}" for h in header), file=out)
-    print(f"  embedding: {embedding['embeddings']} test images, effective rank "
-          f"{embedding['effective_rank']:.1f} of {embedding['embedding_dim']}", file=out)
+    for part, e in embedding.items():
+        print(f"  {part} embedding: {e['images']} test images, effective rank {e['effective_rank']:.1f} "
+              f"of {e['dim']}; random projections mean {e['projection_mean']:.3f}, std "
+              f"{e['projection_std']:.3f}", file=out)
     if probe:
         print(f"  linear probe (test): top-1 {probe['top1']:.2%}, top-5 {probe['top5']:.2%}", file=out)
