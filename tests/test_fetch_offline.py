@@ -191,9 +191,17 @@ def test_refetch_unchanged_rewrites_nothing_and_keys_replace_the_folder(runs, tm
     assert sorted(p.name for p in out.iterdir()) == ["b", "index.json"]  # no temporaries left
 
 
-def test_all_offline_exports_every_run_and_indexes_them(runs, tmp_path):
+def test_all_offline_exports_every_good_run_and_reports_the_damaged_one(runs, tmp_path, capsys):
+    wandb_dir = tmp_path / "wandb"
+    shutil.copytree(runs["root"], wandb_dir, symlinks=True)
+    crashed = wandb_dir / "offline-run-20260101_000000-crashed"
+    crashed.mkdir()
+    (crashed / "run-crashed.wandb").write_bytes(next(runs["second"].glob("run-*.wandb")).read_bytes()[:3000])
     out = tmp_path / "runs"
-    assert fetch("--all-offline", str(runs["root"]), "--out", str(out)) == 0
+    capsys.readouterr()
+    assert fetch("--all-offline", str(wandb_dir), "--out", str(out)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("error: ") and "run-crashed.wandb" in err[0]
     index = json.loads((out / "index.json").read_text())
     assert [r["name"] for r in index["runs"]] == ["infonce-test", "lejepa-test"]
     second = list(csv.reader(open(out / "infonce-test" / "history.csv")))

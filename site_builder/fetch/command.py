@@ -66,10 +66,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--name cannot be used with --all-offline")
 
     runs = [_read(source, args.allow_incomplete, args.retries) for source in sources]
+    failed = 0
     if args.all_offline is not None:
         from site_builder.fetch.offline import find_offline_runs, read_offline_run
 
-        found = [read_offline_run(p, args.allow_incomplete) for p in find_offline_runs(args.all_offline)]
+        found = []
+        for path in find_offline_runs(args.all_offline):
+            try:  # one damaged run (a crashed training) does not hold back the others
+                found.append(read_offline_run(path, args.allow_incomplete))
+            except UserError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
         runs += _newest_per_name(found, lambda r: folder_name(r, None))
 
     for data in runs:
@@ -80,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{data.where} -> {args.out / folder}: {meta['rows']} rows x {len(meta['columns'])} columns ({status})")
         for warning in data.warnings:
             print(f"warning: {data.where}: {warning}", file=sys.stderr)
-    update_index(args.out)
-    return 0
+    if runs:
+        update_index(args.out)
+    if failed:
+        print(f"{failed} offline run(s) could not be exported (see the errors above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read(source: str, allow_incomplete: bool, retries: int):

@@ -9,6 +9,7 @@ parallel. Both exit 0 on a damaged file and only warn on stderr, so any stderr o
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def _quiet_offline_env() -> dict[str, str]:
 
 
 def _inspect(run_file: Path, *flags: str) -> subprocess.Popen:
+    if importlib.util.find_spec("wandb") is None:
+        raise ModuleNotFoundError("wandb is needed to read offline runs", name="wandb")  # cli.py: install hint
     cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *flags, str(run_file)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_quiet_offline_env())
 
