@@ -156,20 +156,24 @@ def speed_section(tools: list, reps: int, n: int) -> dict:
         r = results[tool.name]
         row = [tool.name]
         for phase in ("cold", "no-op", "one change"):
-            row += [f"{r[phase].median:.3f}", r[phase].spread, f"{r[phase].cores:.2f}"]
+            row += [f"{r[phase].median:.3f}", r[phase].spread, f"{r[phase].cpu:.2f}"]
         rows.append(row)
     headers = ["tool"]
     for phase in ("cold", "no-op", "one change"):
-        headers += [f"{phase} s", "min-max", "cores"]
-    print_table("Build time (wall seconds; 'cores' = CPU seconds per wall second)", headers, rows)
+        headers += [f"{phase} s", "min-max", "cpu s"]
+    print_table("Build time (wall seconds, median and min-max; 'cpu s' = median CPU seconds of the build and "
+                "its child processes)", headers, rows)
     ratio_rows = []
+    phases = ("cold", "no-op", "one change")
     for tool in tools[1:]:
-        ratio_rows.append([f"{base} / {tool.name}"] + [
-            ratio(results[base][p].median, results[tool.name][p].median) for p in ("cold", "no-op", "one change")])
-    print_table("Ratios (target: cold <= 0.20 against MkDocs)", ["", "cold", "no-op", "one change"], ratio_rows)
+        ratio_rows.append([f"{base} / {tool.name}"]
+                          + [ratio(results[base][p].median, results[tool.name][p].median) for p in phases]
+                          + [ratio(results[base][p].cpu, results[tool.name][p].cpu) for p in phases])
+    print_table("Ratios of medians (target: cold <= 0.20 against MkDocs)",
+                ["", "cold", "no-op", "one change", "cold cpu", "no-op cpu", "one change cpu"], ratio_rows)
     forced = Series([tools[0].build("--force") for _ in range(reps)])
     print(f"  site_builder --force (every page re-rendered, formula cache warm): median {forced.median:.3f} s "
-          f"({forced.spread}), cores {forced.cores:.2f}; its last words: {forced.samples[-1].output.strip()[-200:]}")
+          f"({forced.spread}), cpu {forced.cpu:.2f} s; its last words: {forced.samples[-1].output.strip()[-200:]}")
     results[base]["forced, warm cache"] = forced
     return {name: {p: [vars(s) | {"output": s.output[-500:]} for s in series.samples] for p, series in r.items()}
             for name, r in results.items()}
@@ -342,13 +346,35 @@ def math_section(root: Path) -> dict:
     for tex, display in formulas:
         pykatex.renderToString(tex, displayMode=display)
     elapsed = time.perf_counter() - start
-    unique = len(set(formulas))
+    unique = sorted(set(formulas))
     n_display = sum(d for _, d in formulas)
     per = 1000 * elapsed / len(formulas)
-    print_table("Math (pykatex, this process, one core)",
-                ["formulas", "display", "unique", "total s", "ms/formula"],
-                [[len(formulas), n_display, unique, f"{elapsed:.2f}", f"{per:.2f}"]])
-    return {"formulas": len(formulas), "display": n_display, "unique": unique, "seconds": elapsed, "ms_per_formula": per}
+    # Would a process pool pay? The unique formulas on 1 process, then on 2 (pool start-up included).
+    one = _render_all(unique, 1)
+    two = _render_all(unique, 2)
+    print_table("Math (pykatex; all formulas in this process, then the unique ones in a pool of 1 and 2 processes)",
+                ["formulas", "display", "unique", "total s", "ms/formula", "unique, 1 proc s", "2 procs s", "speed-up"],
+                [[len(formulas), n_display, len(unique), f"{elapsed:.2f}", f"{per:.2f}", f"{one:.2f}", f"{two:.2f}",
+                  f"{one / two:.2f}x"]])
+    return {"formulas": len(formulas), "display": n_display, "unique": len(unique), "seconds": elapsed,
+            "ms_per_formula": per, "pool_1_s": one, "pool_2_s": two}
+
+
+def _render_chunk(chunk: list[tuple[str, bool]]) -> int:
+    import pykatex
+
+    return sum(len(pykatex.renderToString(tex, displayMode=display)) for tex, display in chunk)
+
+
+def _render_all(formulas: list[tuple[str, bool]], processes: int) -> float:
+    """Wall seconds to render `formulas` in a fresh pool of `processes` workers (fork), start-up included."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    chunks = [formulas[k::processes * 4] for k in range(processes * 4)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pool.map(_render_chunk, chunks)
+    return time.perf_counter() - start
 
 
 def profile_section(builder: SiteBuilder, n: int, top: int = 15) -> dict:
@@ -410,9 +436,9 @@ def jobs_section(builder: SiteBuilder, reps: int) -> dict:
             builder.clean()
             series.samples.append(builder.build())
         out[jobs] = series.median
-        rows.append([f"--jobs {jobs}", f"{series.median:.3f}", series.spread, f"{series.cores:.2f}"])
+        rows.append([f"--jobs {jobs}", f"{series.median:.3f}", series.spread, f"{series.cpu:.2f}"])
     builder.jobs = None
-    print_table("Cold build, one process vs. two (seconds)", ["", "median", "min-max", "cores"], rows)
+    print_table("Cold build, one process vs. two (seconds)", ["", "median", "min-max", "cpu s"], rows)
     print(f"  speed-up with 2 jobs: {out[1] / out[2]:.2f}x")
     return out
 
@@ -432,21 +458,25 @@ def scale_section(sizes: list[int], reps: int, work: Path, katex: Path | None, w
             for _ in range(reps):
                 tool.clean()
                 series.samples.append(tool.build())
-            times[tool.name] = series.median
-        out[n] = times
-        sb = times["site_builder"]
-        row = [n, f"{sb:.2f}", f"{1000 * sb / n:.0f}"]
+            times[tool.name] = (series.median, series.cpu)
+        dist_bytes, _ = measure.tree_size(tools[0].out)
+        out[n] = times | {"site_builder dist bytes": dist_bytes}
+        sb, sb_cpu = times["site_builder"]
+        row = [n, f"{sb:.2f}", f"{sb_cpu:.2f}", f"{1000 * sb_cpu / n:.0f}", f"{dist_bytes / 2**20:.0f}"]
         for name in ("mkdocs-client", "mkdocs-katex"):
             if name in times:
-                row += [f"{times[name]:.2f}", ratio(sb, times[name])]
+                row += [f"{times[name][0]:.2f}", f"{times[name][1]:.2f}", ratio(sb, times[name][0])]
         rows.append(row)
+        for tool in tools:
+            tool.clean()
         print(f"  {n} chapters done (load {measure.load()})", flush=True)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work / f"scale-{n}-mkdocs", ignore_errors=True)
-    headers = ["chapters", "site_builder s", "ms/chapter"]
+    headers = ["chapters", "site_builder s", "cpu s", "cpu ms/chapter", "dist MB"]
     if with_mkdocs:
-        headers += ["mkdocs-client s", "ratio", "mkdocs-katex s", "ratio"]
-    print_table("Cold build time against size (linear = constant ms/chapter)", headers, rows)
+        headers += ["mkdocs-client s", "cpu s", "ratio", "mkdocs-katex s", "cpu s", "ratio"]
+    print_table("Cold build time against size (wall median, CPU median; linear = constant ms/chapter; "
+                "ratio = site_builder / MkDocs wall)", headers, rows)
     return out
 
 
@@ -461,9 +491,12 @@ def environment() -> dict:
             return "not installed"
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "site_builder", "templates"], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
     env = {
         "cpus": os.cpu_count(), "load": measure.load(), "python": platform.python_version(),
-        "site_builder commit": commit.stdout.strip() or "?", "mkdocs": ver("mkdocs"),
+        "site_builder commit": (commit.stdout.strip() or "?") + (" + uncommitted changes" if dirty else ""),
+        "mkdocs": ver("mkdocs"),
         "mkdocs-material": ver("mkdocs-material"), "pykatex": ver("pykatex"), "markdown-it-py": ver("markdown-it-py"),
     }
     print("== Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))

@@ -58,6 +58,11 @@ class Series:
         return f"{min(walls):.2f}-{max(walls):.2f}"
 
     @property
+    def cpu(self) -> float:
+        """Median CPU seconds: the work done, less sensitive than wall time to other processes' load."""
+        return statistics.median(s.cpu for s in self.samples)
+
+    @property
     def cores(self) -> float:
         """CPU seconds per wall second (1.0 = one core busy, 2.0 = both)."""
         return statistics.median(s.cpu / s.wall for s in self.samples)
