@@ -100,6 +100,7 @@ def _cell(value: float, logged: bool) -> str:
 def write_runs(root: Path, seed: int = 0) -> None:
     """exports/runs/<run>/ for each of the 6 runs, in the README's contract (CSV + columnar JSON + meta)."""
     runs_dir = root / "exports" / "runs"
+    index = []
     for k, run in enumerate(RUNS):
         rng = np.random.default_rng(seed * 100 + k)
         cols = _run_history(rng, infonce=run.startswith("bench-infonce"))
@@ -132,10 +133,15 @@ def write_runs(root: Path, seed: int = 0) -> None:
         acc = [a for a, keep in zip(cols["probe/test_acc"], sparse_rows) if keep]
         summary = {"final_probe/test_top1": float(acc[-1]), "final_probe/test_top5": float(min(1, acc[-1] * 1.9))}
         (out / "summary.json").write_bytes(json_bytes(summary))
-        meta = {"source": "synthetic benchmark corpus (benchmarks/corpus.py)", "run": run, "state": "finished",
-                "rows": STEPS, "history_sha256": hashlib.sha256(csv_bytes).hexdigest()}
+        # README's meta.json shape; source_kind says plainly that no wandb run is behind these numbers
+        meta = {"source": "benchmarks/corpus.py", "source_kind": "synthetic", "run_id": run, "run_name": run,
+                "state": "finished", "start_time": None, "rows": STEPS, "columns": columns,
+                "sha256": {"history.csv": hashlib.sha256(csv_bytes).hexdigest()}}
         (out / "meta.json").write_bytes(json_bytes(meta))
-    (runs_dir / "index.json").write_bytes(json_bytes(RUNS))
+        index.append({k: meta[k] for k in ("run_name", "run_id", "source", "state", "start_time", "rows", "columns")}
+                     | {"name": run})
+    index.sort(key=lambda r: r["name"])
+    (runs_dir / "index.json").write_bytes(json_bytes({"runs": index}))
 
 
 # ---------------------------------------------------------------------------------------------- math
