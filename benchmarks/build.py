@@ -469,7 +469,8 @@ def scale_section(sizes: list[int], reps: int, work: Path, katex: Path | None, w
         rows.append(row)
         for tool in tools:
             tool.clean()
-        print(f"  {n} chapters done (load {measure.load()})", flush=True)
+        print(f"  {n} chapters: " + ", ".join(f"{k} {w:.2f} s wall / {c:.2f} s cpu" for k, (w, c) in times.items())
+              + f" (load {measure.load()})", flush=True)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work / f"scale-{n}-mkdocs", ignore_errors=True)
     headers = ["chapters", "site_builder s", "cpu s", "cpu ms/chapter", "dist MB"]
