@@ -1,0 +1,80 @@
+"""The dev server over HTTP (no browser): sub-path mounting, 404s, reload-script injection, build events,
+and surviving a broken build. Live reload in a real browser: tests/browser/test_reader.py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from site_builder.site.serve import EVENTS_PATH, DevServer
+from tests.conftest import FIXTURE_FILES, write_site
+
+
+def get(server: DevServer, path: str):
+    conn = http.client.HTTPConnection("127.0.0.1", urlsplit(server.url).port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    status, headers = response.status, response.headers  # case-insensitive
+    body = response.read() if path != EVENTS_PATH else response.fp.readline() + response.fp.readline()
+    conn.close()
+    return status, headers, body
+
+
+@pytest.fixture
+def started(tmp_path):
+    servers = []
+
+    def start(files: dict[str, str]) -> DevServer:
+        server = DevServer(write_site(tmp_path / "site", files), port=0)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_serves_the_site_under_its_base_path(started):
+    server = started(dict(FIXTURE_FILES, **{"site.toml": 'title = "T"\nbase_url = "https://x.github.io/report/"\n'}))
+    assert server.url.endswith("/report/")
+    status, headers, _ = get(server, "/")
+    assert status == 302 and headers["Location"] == "/report/"
+    status, headers, body = get(server, "/report/")
+    assert status == 200 and b"Welcome." in body
+    assert body.count(EVENTS_PATH.encode()) == 1 and body.rstrip().endswith(b"</html>")  # injected before </body>
+    assert b"EventSource" not in (server.dist / "index.html").read_bytes()  # dist/ itself is untouched
+    status, headers, body = get(server, "/report/no/such/page.html")
+    assert status == 404 and b"Page not found" in body
+    css = next(server.dist.glob("assets/site-*.css")).name
+    status, headers, body = get(server, f"/report/assets/{css}")
+    assert status == 200 and headers["Content-Type"] == "text/css" and EVENTS_PATH.encode() not in body
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_events_report_the_current_build(started):
+    server = started(FIXTURE_FILES)
+    status, headers, body = get(server, EVENTS_PATH)
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    state = json.loads(body.decode().removeprefix("data: "))
+    assert state == {"build": (server.dist / ".build-id").read_text().strip(), "error": ""}
+
+
+def test_a_broken_build_is_reported_and_the_server_keeps_running(started, capsys):
+    files = dict(FIXTURE_FILES)
+    files["content/index.md"] = files["content/index.md"].replace("Welcome.", "See \\eqref{eq:nope}.")
+    server = started(files)  # the first build fails: no exception, the server runs
+    err = capsys.readouterr().err
+    assert "error: content/index.md:" in err and "eq:nope" in err
+    assert "content/index.md" in server.state.error and server.state.build == ""
+    status, _, body = get(server, "/index.html")
+    assert status == 404 and b"The first build failed" in body and EVENTS_PATH.encode() in body
+    # fixed: the next build succeeds, the error clears and the build id is announced
+    (server.root / "content" / "index.md").write_text(FIXTURE_FILES["content/index.md"])
+    assert server.rebuild()
+    assert server.state.error == "" and server.state.build == (server.dist / ".build-id").read_text().strip()
+    status, _, body = get(server, "/index.html")
+    assert status == 200 and b"Welcome." in body
