@@ -115,6 +115,15 @@ source: figures/a/attention.json
 title: Attention maps
 ```
 
+```chart
+id: fig:probe
+type: bar
+source: figures/a/probe.csv
+x: method
+y: top1
+title: Probe accuracy by method
+```
+
 [^1]: A footnote.
 """,
     "exports/runs/a/history.csv": history_csv(),
@@ -122,6 +131,7 @@ title: Attention maps
     "exports/runs/a/summary.json": json.dumps({"final_probe/test_top1": 0.4567, "final_probe/test_top5": 0.75}),
     "exports/runs/a/config.json": json.dumps({"model/depth": 6, "model/width": 192}),
     "exports/figures/a/attention.json": panels_json(),
+    "exports/figures/a/probe.csv": 'method,top1\nLeJEPA,0.41\n"Info, NCE",0.38\nnot run,\n',
 }
 
 

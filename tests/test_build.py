@@ -87,7 +87,7 @@ def test_a_failed_build_leaves_the_previous_dist_intact(fixture_site):
 def test_cli_build_summary_and_error(fixture_site, capsys):
     assert cli.main(["build", "--root", str(fixture_site), "--out", str(fixture_site / "public")]) == 0
     out = capsys.readouterr()
-    assert re.match(r"built 2 pages, 3 charts, \d+ files, [\d.]+ MB in [\d.]+ s", out.out)
+    assert re.match(r"built 2 pages, 4 charts, \d+ files, [\d.]+ MB in [\d.]+ s", out.out)
     assert "pending: exports/runs/not-yet/history.csv" in out.err
     assert (fixture_site / "public/index.html").exists()
     (fixture_site / "content/index.md").write_text("---\ntitle: Home\n---\n\n$\\nope$\n")

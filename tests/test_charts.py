@@ -74,6 +74,16 @@ def test_panels_figure_groups_frames(built_fixture_site):
     assert image["xaxis"] == "x2" and image["yaxis"] == "y2"
 
 
+def test_bar_chart_over_categories(built_fixture_site):
+    page = (built_fixture_site / "chapter.html").read_text()
+    bar = figures_in(page)[3]
+    assert bar["type"] == "bar"
+    assert bar["traces"] == [{"name": "top1", "x": ["LeJEPA", "Info, NCE"], "y": [0.41, 0.38]}]
+    link = re.findall(r'<a class="download" href="(data/[^"]+\.csv)" download>', page)[-1]
+    rows = list(csv.reader(io.StringIO((built_fixture_site / link).read_text())))
+    assert rows == [["method", "top1"], ["LeJEPA", "0.41"], ["Info, NCE", "0.38"], ["not run", ""]]
+
+
 def test_values_tables_and_pending(built_fixture_site):
     chapter = (built_fixture_site / "chapter.html").read_text()
     index = (built_fixture_site / "index.html").read_text()
@@ -156,7 +166,7 @@ def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_si
     real = cache.build_chart
     monkeypatch.setattr(cache, "build_chart", lambda spec, exports: calls.append(spec["source"]) or real(spec, exports))
     build_site(fixture_site)
-    assert len(calls) == 4  # three drawable charts + the pending one
+    assert len(calls) == 5  # four drawable charts + the pending one
     calls.clear()
     index = fixture_site / "content/index.md"
     index.write_text(index.read_text() + "\nMore prose.\n")

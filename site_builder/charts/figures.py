@@ -8,6 +8,7 @@ beside the chart has every logged row.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
 import math
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from site_builder.charts.data import Column, SourceMissing, load_json, read_numeric_columns, resolve_source
+from site_builder.charts.data import Column, SourceMissing, load_json, read_numeric_columns, read_table, resolve_source
 from site_builder.errors import UserError
 
 MAX_POINTS = 2000
@@ -93,6 +94,8 @@ def build_chart(spec: dict, exports: Path) -> ChartResult:
 
 
 def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
+    if spec["type"] == "bar":
+        return _bar_chart(spec, paths)
     x_name, y_names = spec["x"], spec["y"]
     traces, tables = [], []
     for label, (rel, path) in paths.items():
@@ -105,17 +108,42 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
             name = f"{label} · {y_name}" if label else y_name
             traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
         tables.append((label, columns))
-    figure = {
+    return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, y_names, tables))
+
+
+def _figure(spec: dict, traces: list[dict]) -> dict:
+    y_names = spec["y"]
+    return {
         "type": spec["type"],
         "smoothing": float(spec["smoothing"]),
         "log_y": spec["log_y"],
         "traces": traces,
         "layout": {
-            "xaxis": {"title": {"text": spec.get("x_title", x_name)}},
+            "xaxis": {"title": {"text": spec.get("x_title", spec["x"])}},
             "yaxis": {"title": {"text": spec.get("y_title", y_names[0] if len(y_names) == 1 else "")}},
         },
     }
-    return ChartResult(figure, csv=_full_csv(x_name, y_names, tables))
+
+
+def _bar_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
+    """Bars over a category column (e.g. method names); rows whose value is missing or not finite are left out."""
+    x_name, y_names = spec["x"], spec["y"]
+    traces, out = [], io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow((["run"] if len(paths) > 1 else []) + [x_name, *y_names])
+    for label, (rel, path) in paths.items():
+        _, rows = read_table(path, rel, list(dict.fromkeys([x_name, *y_names])))
+        index = {name: i for i, name in enumerate(dict.fromkeys([x_name, *y_names]))}
+        for row in rows:
+            writer.writerow(([label] if len(paths) > 1 else []) + ["" if row[index[n]] is None else row[index[n]] for n in [x_name, *y_names]])
+        for y_name in y_names:
+            pairs = [(row[index[x_name]], row[index[y_name]]) for row in rows]
+            if any(v is not None and not isinstance(v, (int, float)) for _, v in pairs):
+                raise UserError(f"chart: column '{y_name}' in {rel} is not numeric")
+            pairs = [(x, float(v)) for x, v in pairs if v is not None and math.isfinite(v)]
+            name = f"{label} · {y_name}" if label else y_name
+            traces.append({"name": name, "x": [x for x, _ in pairs], "y": [v for _, v in pairs]})
+    return ChartResult(_figure(spec, traces), csv=out.getvalue().encode())
 
 
 def _plottable(x: Column, y: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +195,9 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
     panels = data.get("panels") if isinstance(data, dict) else None
     if not isinstance(panels, list) or not panels:
         raise UserError(f"{rel} is not a panels file: it needs a non-empty 'panels' list")
+    columns = data.get("columns")  # optional: wrap each frame's panels into rows of this many
+    if columns is not None and (not isinstance(columns, int) or isinstance(columns, bool) or columns < 1):
+        raise UserError(f"{rel}: 'columns' must be a positive integer")
     frames: dict[str, list[dict]] = {}
     for i, panel in enumerate(panels):
         if not isinstance(panel, dict) or ("z" in panel) == ("rgb" in panel):
@@ -174,7 +205,9 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
         frames.setdefault(str(panel.get("frame", "")), []).append(panel)
     figure_frames = []
     for frame, members in frames.items():
-        traces, layout = [], {"grid": {"rows": 1, "columns": len(members), "pattern": "independent"}}
+        ncols = min(columns or len(members), len(members))
+        grid = {"rows": math.ceil(len(members) / ncols), "columns": ncols, "pattern": "independent", "ygap": 0.3}
+        traces, layout = [], {"grid": grid}
         for j, panel in enumerate(members):
             axis = "" if j == 0 else str(j + 1)
             if "z" in panel:

@@ -32,7 +32,8 @@ def expected_traces(page) -> list[int]:
     figures = page.evaluate(
         "Array.from(document.querySelectorAll('.chart .chart-data')).map(s => JSON.parse(s.textContent))"
     )
-    return [len(f["frames"][0]["traces"]) if f["type"] == "panels" else 2 * len(f["traces"]) for f in figures]
+    per_series = {"line": 2, "scatter": 2, "bar": 1}
+    return [len(f["frames"][0]["traces"]) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
 
 
 def drawn_traces(page) -> list[int]:
