@@ -110,3 +110,12 @@ def test_formula_cache_makes_a_forced_rebuild_render_nothing(fixture_site):
     again = build_site(fixture_site, force=True)
     assert again.formulas_total == first.formulas_total
     assert again.formulas_rendered == 0
+
+
+def test_errors_in_a_long_paragraph_name_the_exact_line(tmp_path):
+    body = "First line $a$ of a paragraph,\nsecond line $b$,\nthird line with \\eqref{eq:missing} in it.\n"
+    with pytest.raises(UserError, match=r"content/index.md:8: \\eqref\{eq:missing\}"):
+        build_pages(tmp_path / "a", {"index": chapter("Home", body)})
+    body = "One $a$,\ntwo [x](y.html),\nthree $\\frac{b$.\n"
+    with pytest.raises(UserError, match=r"content/index.md:8: TeX error"):
+        build_pages(tmp_path / "b", {"index": chapter("Home", body)})

@@ -118,11 +118,19 @@ def _xref_rule(state: StateInline, silent: bool) -> bool:
 
 
 def _line_numbers(state) -> None:
-    """Give every inline child token the 1-based line of its block (inline tokens have no map)."""
+    """Give every inline child token its 1-based source line (markdown-it maps only blocks): the block's
+    first line plus the newlines before the child's text, found by scanning the block's source in order."""
     for token in state.tokens:
-        if token.map and token.children:
-            for child in token.children:
-                child.meta["line"] = token.map[0] + 1
+        if not (token.map and token.children):
+            continue
+        source, cursor, line = token.content, 0, token.map[0] + 1
+        for child in token.children:
+            if child.content and child.type != "softbreak":
+                found = source.find(child.content, cursor)
+                if found >= 0:
+                    line += source.count("\n", cursor, found)
+                    cursor = found
+            child.meta["line"] = line
 
 
 def make_parser() -> MarkdownIt:
