@@ -2,7 +2,7 @@
 
 The index lives in dist/pagefind/ and is fetched in small chunks by the browser as the reader types, so
 pages stay light. Only each page's article is indexed (`data-pagefind-body` in templates/page.html);
-KaTeX's visual copy of each formula is skipped (its MathML copy holds the same text once).
+KaTeX's visual copy and TeX annotation of each formula are skipped (its MathML copy holds the text once).
 Search needs the site served over HTTP (Pagefind fetches its index); from file:// the search box says so.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from site_builder.errors import UserError
 
 SEARCH_DIR = "pagefind"
-EXCLUDE = ".katex-html, .header-anchor, .chart-controls"
+EXCLUDE = ".katex-html, annotation, .header-anchor, .chart-controls"
 # Pagefind writes several alternative UIs; the site uses only the default one.
 UNUSED = ("pagefind-component-ui.js", "pagefind-component-ui.css", "pagefind-modular-ui.js",
           "pagefind-modular-ui.css", "pagefind-highlight.js")
