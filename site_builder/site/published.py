@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from site_builder.fsutil import write_bytes_atomic
-from site_builder.site.social import social_card
+from site_builder.site.social import font_files, social_card
 
 if TYPE_CHECKING:
     import jinja2
@@ -61,7 +61,7 @@ def cached_card(project: Project, page: Page) -> bytes:
         "summary": page.summary,
         "site_title": project.config.title,
     }
-    code = Path(__file__).with_name("social.py").read_bytes()
+    code = Path(__file__).with_name("social.py").read_bytes() + "|".join(font_files()).encode()
     key = hashlib.sha256(repr(sorted(args.items())).encode() + code).hexdigest()[:20]
     cache = project.cache / "cards" / f"{key}.png"
     if cache.exists():
