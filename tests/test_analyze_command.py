@@ -3,6 +3,8 @@
 import csv
 import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +54,7 @@ def test_analyze_writes_every_figure_file_in_the_documented_format(setup, capsys
     assert {p.name for p in target.iterdir()} == FILES
 
     pca = json.loads((target / "pca_64.json").read_text())
-    assert [p["title"] for p in pca["panels"]] == ["fox #34 · input", "fox #34 · PCA", "c21 #121 · input", "c21 #121 · PCA"]
+    assert [p["title"] for p in pca["panels"]] == ["fox · input", "fox · PCA", "c21 · input", "c21 · PCA"]
     image, pca_map = (np.array(p["rgb"]) for p in pca["panels"][:2])
     assert image.shape == (64, 64, 3) and pca_map.shape == (16, 16, 3)  # 64x64 input, 4x4 patches
     assert image.min() >= 0 and image.max() <= 255 and image.dtype.kind == "i"
@@ -163,3 +165,73 @@ def test_last_checkpoint_with_projector_adds_projector_figures_under_its_run_nam
     assert len(values) == 8 and values[0] == 1
     meta = json.loads((target / "meta.json").read_text())
     assert meta["embedding"]["projector"]["dim"] == 8 and meta["embedding"]["backbone"]["dim"] == TINY.width
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+SITE_PAGE = """---
+title: Figures
+summary: The analyze stage's files drawn by the builder.
+---
+
+```chart
+id: fig:pca
+source: figures/tiny-run/pca_64.json
+type: panels
+title: PCA
+```
+
+```chart
+id: fig:attention
+source: figures/tiny-run/attention_32.json
+type: panels
+title: Attention
+```
+
+```chart
+source: figures/tiny-run/spectrum.csv
+x: index
+y: [singular_value]
+log_y: true
+```
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}")
+def test_built_site_draws_the_figures_in_chromium(setup, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from site_builder.site.build import build_site
+
+    args, target, _ = setup
+    assert cli.main(args) == 0
+    root = tmp_path / "site"
+    (root / "content").mkdir(parents=True)
+    (root / "content" / "index.md").write_text(SITE_PAGE)
+    shutil.copytree(target, root / "exports" / "figures" / "tiny-run")
+    build_site(root)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        errors = []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((root / "dist" / "index.html").as_uri())
+        for chart in page.locator(".chart").all():
+            chart.scroll_into_view_if_needed()
+        page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.querySelector('.js-plotly-plot'))")
+        pca = "document.querySelector('#fig\\\\:pca .chart-plot')"
+        attention = "document.querySelector('#fig\\\\:attention .chart-plot')"
+        # 2 images -> 4 image panels in one row; attention: 2 images x (2 heads + mean), one row per image.
+        assert page.evaluate(f"{pca}.data.map(t => t.type)") == ["image"] * 4
+        assert page.evaluate(f"{attention}.data.map(t => t.type)") == ["heatmap"] * 6
+        assert page.evaluate(f"{attention}._fullLayout.grid.rows") == 2
+        layer1 = page.evaluate(f"{attention}.data[0].z")
+        page.locator("#fig\\:attention .js-frame").fill("1")  # the layer slider: layer 2
+        att = json.loads((target / "attention_32.json").read_text())
+        layer2_first = next(p for p in att["panels"] if p["frame"] == "2")
+        assert page.evaluate(f"{attention}.data[0].z") == layer2_first["z"] != layer1
+        browser.close()
+    assert errors == []

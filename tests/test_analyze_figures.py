@@ -79,8 +79,9 @@ def test_attention_panels_one_frame_per_layer_with_heads_and_their_mean():
     panels = figures.attention_panels(["fox", "bear", "bike"], p)
     assert len(panels) == layers * images * (heads + 1)
     assert sorted({q["frame"] for q in panels}) == ["1", "2"]
-    fox_layer2 = [q for q in panels if q["frame"] == "2" and q["title"].startswith("fox")]
-    assert [q["title"] for q in fox_layer2][-1] == "fox · mean of heads"
+    layer2 = [q for q in panels if q["frame"] == "2"]
+    fox_layer2 = layer2[: heads + 1]  # per image: its heads, then their mean
+    assert [q["title"] for q in fox_layer2] == ["h1", "h2", "h3", "h4", "fox · mean"]
     mean = np.array(fox_layer2[-1]["z"])
     assert mean.shape == (4, 4)
     expected = p[1, 0].mean(dim=0).reshape(4, 4).numpy()

@@ -174,11 +174,9 @@ def _class_names(data_dir: Path) -> list[str] | None:
 
 
 def _panel_names(indices, labels, class_names) -> list[str]:
-    names = []
-    for i in indices:
-        label = int(labels[i])
-        names.append(f"{class_names[label] if class_names else f'class {label}'} #{i}")
-    return names
+    """Class names ("fox"), with the test index added where a class appears twice in the panel."""
+    classes = [class_names[int(labels[i])] if class_names else f"class {int(labels[i])}" for i in indices]
+    return [c if classes.count(c) == 1 else f"{c} #{i}" for c, i in zip(classes, indices)]
 
 
 def _inputs(images_u8: np.ndarray, resolution: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
@@ -224,12 +222,14 @@ def _panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], l
         pca = figures.pca_rgb(patches.float())
         files[f"pca_{res}.json"] = _compact_json({
             "title": f"PCA of last-layer patch features, {res}x{res} input (top 3 components as RGB)",
+            "columns": 6,  # three (input, PCA) pairs per row
             "panels": figures.image_panels(names, shown, pca, "PCA"),
         })
         p = metrics.cls_patch_attention(model.attention_maps(x), num_patches)  # [L, B, H, N]
         files[f"attention_{res}.json"] = _compact_json({
             "title": f"CLS attention to the patches, {res}x{res} input",
             "frame_label": "layer",
+            "columns": p.shape[2] + 1,  # one row per image: its heads, then their mean
             "panels": figures.attention_panels(names, p),
         })
         common = {"resolution": res, "patches": num_patches, "heads": p.shape[2],

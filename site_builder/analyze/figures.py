@@ -110,7 +110,8 @@ def image_panels(names: list[str], images: np.ndarray, maps: np.ndarray, map_lab
 def attention_panels(names: list[str], p: torch.Tensor) -> list[dict]:
     """`[L, B, H, N]` CLS-to-patch attention -> heat-map panels, one frame per layer (1-based).
 
-    Per layer and image: one panel per head, then the mean over heads.
+    Per layer and image: one panel per head ("h1", "h2", ...), then the mean over heads, titled with
+    the image's name (short titles: a row of these panels is narrow).
     """
     layers, _, heads, n = p.shape
     grid = math.isqrt(n)
@@ -120,7 +121,7 @@ def attention_panels(names: list[str], p: torch.Tensor) -> list[dict]:
         for i, name in enumerate(names):
             for h in range(heads):
                 z = round_sig(maps[layer, i, h].numpy())
-                panels.append({"title": f"{name} · head {h + 1}", "frame": str(layer + 1), "z": z})
+                panels.append({"title": f"h{h + 1}", "frame": str(layer + 1), "z": z})
             z = round_sig(maps[layer, i].mean(dim=0).numpy())
-            panels.append({"title": f"{name} · mean of heads", "frame": str(layer + 1), "z": z})
+            panels.append({"title": f"{name} · mean", "frame": str(layer + 1), "z": z})
     return panels

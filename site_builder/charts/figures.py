@@ -176,9 +176,10 @@ def _full_csv(x_name: str, y_names: list[str], tables: list[tuple[str, dict[str,
         arrays = {}
         if len(tables) > 1:
             arrays["run"] = pa.array([label] * int(any_logged.sum()), pa.string())
+        rows = slice(None) if any_logged.all() else any_logged  # a slice, not a mask: no copy of a long history
         for name in dict.fromkeys([x_name, *y_names]):
             col = columns[name]
-            arrays[name] = pa.array(col.values[any_logged], mask=~col.logged[any_logged])
+            arrays[name] = pa.array(col.values[rows], mask=None if col.logged.all() else ~col.logged[rows])
         parts.append(pa.table(arrays))
     table = pa.concat_tables(parts)
     sink = io.BytesIO()
