@@ -185,7 +185,7 @@ def test_refetch_unchanged_rewrites_nothing_and_keys_replace_the_folder(runs, tm
     assert {p.name: p.stat().st_mtime_ns for p in (out / "b").iterdir()} == before
     assert (out / "b").stat().st_ino == inode
 
-    assert fetch(str(runs["main"]), "--out", str(out), "--name", "b", "--keys", "probe/*", "epoch") == 0
+    assert fetch(str(runs["main"]), "--out", str(out), "--keys", "probe/*,epoch", "--name", "b") == 0
     doc = json.loads((out / "b" / "history.json").read_text())
     assert doc["columns"] == ["_step", "epoch", "probe/test_acc"]
     assert sorted(p.name for p in out.iterdir()) == ["b", "index.json"]  # no temporaries left
@@ -285,3 +285,16 @@ def test_unknown_keys_list_the_metrics_the_run_has():
     rows = [{"_step": 0, "train/loss": 1.0, "probe/test_acc": 0.5}]
     with pytest.raises(UserError, match=r"--keys train/los match no metric; the run has: probe/test_acc, train/loss"):
         history_table(rows, "run", ["train/los"])
+
+
+@pytest.mark.parametrize("file", ["history.csv", "history.json"])
+def test_the_builder_charts_the_export_directly(main_export, file):
+    """Per-epoch probe accuracy shares the file with per-step losses; both reach the chart intact."""
+    from site_builder.charts.figures import build_chart
+
+    expected = expected_columns(logged_rows())["probe/test_acc"]
+    rel = f"runs/{main_export.name}/{file}"
+    figure = build_chart({"source": rel, "y": ["probe/test_acc", "train/loss"], "type": "scatter"}, main_export.parent.parent).figure
+    probe, loss = figure["traces"]
+    assert probe["x"] == sorted(expected) and probe["y"] == [expected[s] for s in sorted(expected)]
+    assert len(loss["x"]) == STEPS - 2  # the nan and inf steps are not drawable

@@ -28,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-offline", metavar="DIR", type=Path, help="export every offline run under DIR (e.g. wandb/)")
     parser.add_argument("--name", help="folder name under exports/runs/ (one run only; default: the run's name, else its id)")
     parser.add_argument(
-        "--keys", metavar="KEY", nargs="+",
-        help="keep only these metrics (names or glob patterns such as 'train/*'); _step is always kept",
+        "--keys", metavar="KEY,KEY", action="append",
+        help="keep only these metrics, comma-separated names or glob patterns ('train/*,epoch'); _step is always kept",
     )
     parser.add_argument("--out", type=Path, default=Path("exports/runs"), help="output folder (default: exports/runs)")
     parser.add_argument(
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.all_offline is not None and args.name is not None:
         raise UserError("--name cannot be used with --all-offline")
 
+    keys = [k.strip() for group in args.keys or [] for k in group.split(",") if k.strip()] or None
     runs = [_read(source, args.allow_incomplete, args.retries) for source in sources]
     failed = 0
     if args.all_offline is not None:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         runs += _newest_per_name(found, lambda r: folder_name(r, None))
 
     for data in runs:
-        folder, written, meta = export_run(data, args.out, args.name, args.keys)
+        folder, written, meta = export_run(data, args.out, args.name, keys)
         if data.kind == "online" and sys.stderr.isatty():
             print(file=sys.stderr)  # end the progress line
         status = "written" if written else "unchanged"
