@@ -100,3 +100,13 @@ def test_config_errors(fixture_site):
     (fixture_site / "site.toml").write_text('titel = "x"\n')
     with pytest.raises(UserError, match=r"site.toml: Config value 'titel': unknown key. Did you mean 'title'\?"):
         build_site(fixture_site)
+
+
+def test_the_same_site_in_two_folders_builds_byte_identical(fixture_site, tmp_path):
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "site"
+    shutil.copytree(fixture_site, copy)
+    build_site(fixture_site)
+    build_site(copy)
+    assert snapshot(fixture_site / "dist") == snapshot(copy / "dist")

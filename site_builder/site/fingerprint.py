@@ -94,8 +94,16 @@ class Fingerprint:
     def compute(self, data_files) -> str:
         h = hashlib.sha256(orjson.dumps(self.options, option=orjson.OPT_SORT_KEYS))
         for path in self.input_files(data_files):
-            h.update(f"{path}\0{self.file_hash(path)}\n".encode())
+            h.update(f"{self._name(path)}\0{self.file_hash(path)}\n".encode())
         return h.hexdigest()
+
+    def _name(self, path: Path) -> str:
+        """Paths relative to the site or to this project, so the key (and dist/.build-id) is the same
+        in every checkout."""
+        for base, prefix in ((self.project.root, ""), (PROJECT_ROOT, "site_builder:")):
+            if path.is_relative_to(base):
+                return prefix + path.relative_to(base).as_posix()
+        return path.as_posix()
 
     def up_to_date(self, out: Path) -> bool:
         previous = self.state.get("key")
