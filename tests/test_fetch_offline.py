@@ -197,11 +197,13 @@ def test_all_offline_exports_every_good_run_and_reports_the_damaged_one(runs, tm
     crashed = wandb_dir / "offline-run-20260101_000000-crashed"
     crashed.mkdir()
     (crashed / "run-crashed.wandb").write_bytes(next(runs["second"].glob("run-*.wandb")).read_bytes()[:3000])
+    shutil.copytree(runs["empty"], wandb_dir / runs["empty"].name)  # readable, but nothing to export
     out = tmp_path / "runs"
     capsys.readouterr()
     assert fetch("--all-offline", str(wandb_dir), "--out", str(out)) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and err[0].startswith("error: ") and "run-crashed.wandb" in err[0]
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err[:2])
+    assert "run-crashed.wandb" in err[0] and "empty history" in err[1] and err[2].startswith("2 run(s)")
     index = json.loads((out / "index.json").read_text())
     assert [r["name"] for r in index["runs"]] == ["infonce-test", "lejepa-test"]
     second = list(csv.reader(open(out / "infonce-test" / "history.csv")))

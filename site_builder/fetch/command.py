@@ -57,41 +57,51 @@ def _newest_per_name(runs: list, name_of) -> list:
 def run(args: argparse.Namespace) -> int:
     from site_builder.fetch.export import export_run, folder_name, update_index
 
-    sources = list(args.runs)
-    if not sources and args.all_offline is None:
+    if not args.runs and args.all_offline is None:
         raise UserError("name at least one run (entity/project/run_id or an offline run folder) or use --all-offline DIR")
-    if args.name is not None and len(sources) + (args.all_offline is not None) != 1:
+    if args.name is not None and (len(args.runs) != 1 or args.all_offline is not None):
         raise UserError("--name names one run's folder; give exactly one RUN with it (not --all-offline)")
-    if args.all_offline is not None and args.name is not None:
-        raise UserError("--name cannot be used with --all-offline")
-
     keys = [k.strip() for group in args.keys or [] for k in group.split(",") if k.strip()] or None
-    runs = [_read(source, args.allow_incomplete, args.retries) for source in sources]
+    # With several runs, one bad run (a crashed training) does not hold back the others: each error is
+    # printed, the rest are exported, and the exit code is 1. A single run's error is the usual one line.
+    several = args.all_offline is not None or len(args.runs) > 1
     failed = 0
+
+    def attempt(action, *params):
+        nonlocal failed
+        try:
+            return action(*params)
+        except UserError as exc:
+            if not several or args.debug:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            return None
+
+    runs = [attempt(_read, source, args.allow_incomplete, args.retries) for source in args.runs]
     if args.all_offline is not None:
         from site_builder.fetch.offline import find_offline_runs, read_offline_run
 
-        found = []
-        for path in find_offline_runs(args.all_offline):
-            try:  # one damaged run (a crashed training) does not hold back the others
-                found.append(read_offline_run(path, args.allow_incomplete))
-            except UserError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                failed += 1
-        runs += _newest_per_name(found, lambda r: folder_name(r, None))
+        found = [attempt(read_offline_run, p, args.allow_incomplete) for p in find_offline_runs(args.all_offline)]
+        runs += _newest_per_name([r for r in found if r], lambda r: folder_name(r, None))
 
-    for data in runs:
-        folder, written, meta = export_run(data, args.out, args.name, keys)
+    exported = 0
+    for data in filter(None, runs):
+        result = attempt(export_run, data, args.out, args.name, keys)
         if data.kind == "online" and sys.stderr.isatty():
             print(file=sys.stderr)  # end the progress line
+        if result is None:
+            continue
+        folder, written, meta = result
+        exported += 1
         status = "written" if written else "unchanged"
         print(f"{data.where} -> {args.out / folder}: {meta['rows']} rows x {len(meta['columns'])} columns ({status})")
         for warning in data.warnings:
             print(f"warning: {data.where}: {warning}", file=sys.stderr)
-    if runs:
+    if exported:
         update_index(args.out)
     if failed:
-        print(f"{failed} offline run(s) could not be exported (see the errors above)", file=sys.stderr)
+        print(f"{failed} run(s) could not be exported (see the errors above)", file=sys.stderr)
     return 1 if failed else 0
 
 
