@@ -125,6 +125,22 @@
     }
   }
 
+  // follow the reader's light/dark switch: recolour the text and grid of charts already drawn
+  if (window.matchMedia) {
+    var scheme = window.matchMedia("(prefers-color-scheme: dark)");
+    var recolour = function () {
+      var t = theme();
+      document.querySelectorAll(".chart .js-plotly-plot").forEach(function (plot) {
+        var update = { "font.color": t.fg };
+        Object.keys(plot.layout).forEach(function (key) {
+          if (/^[xy]axis\d*$/.test(key)) { update[key + ".gridcolor"] = t.rule; update[key + ".zerolinecolor"] = t.rule; }
+        });
+        Plotly.relayout(plot, update);
+      });
+    };
+    if (scheme.addEventListener) scheme.addEventListener("change", recolour);
+  }
+
   var charts = Array.prototype.slice.call(document.querySelectorAll(".chart"));
   if (!("IntersectionObserver" in window)) { charts.forEach(draw); return; }
   var observer = new IntersectionObserver(function (entries) {

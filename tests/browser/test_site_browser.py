@@ -156,3 +156,18 @@ def test_phone_width_has_no_horizontal_scroll(built_fixture_site, serve, browser
     width = visit.page.evaluate("document.querySelector('.chart .main-svg').getBoundingClientRect().width")
     assert 300 <= width <= 375
     visit.assert_clean()
+
+
+def test_charts_follow_the_colour_scheme(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    chart = "document.querySelector('.chart .chart-plot')"
+    light = page.evaluate(f"[{chart}.layout.font.color, {chart}.layout.xaxis.gridcolor]")
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function(f"{chart}.layout.font.color !== {light[0]!r}")
+    dark = page.evaluate(f"[{chart}.layout.font.color, {chart}.layout.xaxis.gridcolor]")
+    assert dark[0] == page.evaluate("getComputedStyle(document.body).color")
+    assert dark[1] != light[1]
+    visit.assert_clean()
