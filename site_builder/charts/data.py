@@ -64,10 +64,23 @@ def csv_header(path: Path, rel: str | None = None) -> list[str]:
 def columns_of(path: Path, rel: str | None = None) -> list[str]:
     if path.suffix == ".csv":
         return csv_header(path, rel)
-    data = load_json(path, rel)
-    if isinstance(data, dict) and "columns" in data and "data" in data:
-        return list(data["columns"])
-    raise UserError(f"{path.name} is not a table (CSV or columnar JSON with 'columns' and 'data')")
+    return list(load_columnar(path, rel)["columns"])
+
+
+def load_columnar(path: Path, rel: str | None = None) -> dict:
+    """A columnar JSON table, its shape checked: {"columns": [names], "data": {name: [one value per row]}}."""
+    rel = rel or path.name
+    table = load_json(path, rel)
+    if not isinstance(table, dict) or not isinstance(table.get("columns"), list) or not isinstance(table.get("data"), dict):
+        raise UserError(f"{rel} is not a table (CSV or columnar JSON with 'columns' and 'data')")
+    lengths = set()
+    for name in table["columns"]:
+        if not isinstance(table["data"].get(name), list):
+            raise UserError(f"{rel}: field 'data.{name}' is missing or not a list (one value per row)")
+        lengths.add(len(table["data"][name]))
+    if len(lengths) > 1:
+        raise UserError(f"{rel}: field 'data': columns have different lengths ({', '.join(map(str, sorted(lengths)))})")
+    return table
 
 
 def load_json(path: Path, rel: str | None = None) -> Any:
@@ -86,7 +99,7 @@ def read_numeric_columns(path: Path, rel: str, names: list[str]) -> dict[str, Co
     names = list(dict.fromkeys(names))
     if path.suffix == ".csv":
         return _read_csv_numeric(path, rel, names)
-    data = load_json(path, rel)["data"]
+    data = load_columnar(path, rel)["data"]
     out = {}
     for name in names:
         raw = data[name]
@@ -107,7 +120,8 @@ def _read_csv_numeric(path: Path, rel: str, names: list[str]) -> dict[str, Colum
         strings_can_be_null=False,
     )
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=convert)
+        # 1 MB blocks keep the parser's buffers small (16 MB blocks added ~230 MB of peak memory on a 1 GB history)
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20), convert_options=convert)
         table = reader.read_all()
     except pa.ArrowInvalid as exc:
         raise UserError(f"{rel}: cannot read as numbers: {str(exc).splitlines()[0]}") from None
@@ -135,7 +149,7 @@ def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[st
             raise UserError(f"{rel}: cannot read: {str(exc).splitlines()[0]}") from None
         data = {c: table.column(c).to_pylist() for c in columns}
     else:
-        raw = load_json(path, rel)["data"]
+        raw = load_columnar(path, rel)["data"]
         data = {c: [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in raw[c]] for c in columns}
     n_rows = len(next(iter(data.values()))) if data else 0
     return columns, [[data[c][i] for c in columns] for i in range(n_rows)]

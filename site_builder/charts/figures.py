@@ -149,8 +149,8 @@ def _bar_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
 def _plottable(x: Column, y: Column) -> tuple[np.ndarray, np.ndarray]:
     """Rows where both x and y were logged and are finite, sorted by x (Plotly cannot draw inf)."""
     keep = x.logged & y.logged & np.isfinite(x.values) & np.isfinite(y.values)
-    xs, ys = x.values[keep], y.values[keep]
-    if xs.size > 1 and np.any(np.diff(xs) < 0):
+    xs, ys = (x.values, y.values) if keep.all() else (x.values[keep], y.values[keep])  # no copy when all rows count
+    if xs.size > 1 and np.any(xs[1:] < xs[:-1]):
         order = np.argsort(xs, kind="stable")
         xs, ys = xs[order], ys[order]
     return xs, ys

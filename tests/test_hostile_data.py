@@ -1,0 +1,213 @@
+"""Hostile and broken export data (issue 9): odd values and names are drawn or escaped, never executed;
+broken files are one-line errors naming the chapter line and the exports file, with dist/ unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_hostile_content import GOOD, assert_rejected, build, chapter, scan, site, write  # noqa: F401 (site: fixture)
+
+NONFINITE = "_step,a,empty\n0,1.0,\n1,nan,\n2,inf,\n3,0.5,\n4,-inf,\n5,,\n"
+
+
+def chart_json(page: Path) -> list[dict]:
+    return [json.loads(text) for attrs, text in scan(page.read_text()).scripts if attrs.get("type") == "application/json"]
+
+
+def test_nan_inf_and_empty_columns(site):
+    """Non-finite values are not drawn (Plotly cannot), an all-empty column is an empty trace, the JSON stays valid."""
+    body = (
+        "```chart\nsource: runs/n/history.csv\ny: [a, empty]\n```\n\n"
+        "Max {{ runs/n/history.csv#a@max | .2f }}, last {{ runs/n/history.csv#a@last | .2f }}, "
+        "first {{ runs/n/history.csv#a@first | .2f }}."
+    )
+    write(site, {"exports/runs/n/history.csv": NONFINITE, "content/b.md": chapter(body, "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    (figure,) = chart_json(site / "dist/b.html")
+    a, empty = figure["traces"]
+    assert (a["x"], a["y"]) == ([0.0, 3.0], [1.0, 0.5])
+    assert (empty["x"], empty["y"]) == ([], [])
+    text = re.sub(r"<[^>]+>", "", (site / "dist/b.html").read_text())
+    assert "Max ∞, last −∞, first 1.00." in text  # max over logged values: inf was logged, NaN is skipped
+    downloaded = list(csv.reader(io.StringIO((site / "dist/data/b-figure-1.csv").read_text())))
+    assert downloaded[0] == ["_step", "a", "empty"]
+    assert [row[1] for row in downloaded[1:]] == ["1", "nan", "inf", "0.5", "-inf"]  # every logged value, as logged
+
+
+def test_aggregate_of_a_column_with_no_logged_values(site):
+    body = "Best {{ runs/n/history.csv#empty@max | .2f }}."
+    write(site, {"exports/runs/n/history.csv": NONFINITE})
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "'empty'", "runs/n/history.csv", "no logged values")
+
+
+def test_one_row_and_zero_row_runs(site):
+    body = (
+        "```chart\nsource: {one: runs/one/history.csv, zero: runs/zero/history.csv}\ny: train/loss\n```\n\n"
+        "```table\nsource: runs/zero/history.csv\n```\n\n"
+        "Only value {{ runs/one/history.csv#train/loss@last | .2f }}."
+    )
+    write(site, {
+        "exports/runs/one/history.csv": "_step,train/loss\n7,0.25\n",
+        "exports/runs/zero/history.csv": "_step,train/loss\n",
+        "content/b.md": chapter(body, "B", 2),
+    })
+    rc, _, err = build(site)
+    assert rc == 0, err
+    (figure,) = chart_json(site / "dist/b.html")
+    assert [(t["x"], t["y"]) for t in figure["traces"]] == [([7.0], [0.25]), ([], [])]
+    assert ">0.25</span>" in (site / "dist/b.html").read_text()
+    zero_value = "Last {{ runs/zero/history.csv#train/loss@last | .2f }}."
+    assert_rejected(site, {"content/b.md": chapter(zero_value, "B", 2)}, "content/b.md:6", "runs/zero/history.csv", "no logged values")
+
+
+HOSTILE_NAMES = ["a/b", "with space", 'say "hi"', "it's", "</script><script>alert(1)</script>", "ünïcode σ ∞", "<b onclick=alert(2)>x"]
+
+
+def test_hostile_metric_names_are_data_everywhere(site):
+    header = ["_step", *HOSTILE_NAMES]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for step in range(3):
+        writer.writerow([step, *[step + i / 10 for i in range(len(HOSTILE_NAMES))]])
+    ys = json.dumps(HOSTILE_NAMES)  # YAML flow sequence
+    body = (
+        f"```chart\nsource: runs/h/history.csv\ny: {ys}\ntitle: {json.dumps(HOSTILE_NAMES[4])}\n```\n\n"
+        f"```table\nsource: runs/h/history.csv\n```\n\n"
+        f"```table\nsource: runs/h/config.json\nkeys: {json.dumps(HOSTILE_NAMES)}\n```\n"
+    )
+    config = {name: name for name in HOSTILE_NAMES}
+    write(site, {"exports/runs/h/history.csv": out.getvalue(), "exports/runs/h/config.json": json.dumps(config),
+                 "content/b.md": chapter(body, "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    page = site / "dist/b.html"
+    found = scan(page.read_text())
+    assert not found.handlers
+    (figure,) = chart_json(page)
+    assert [t["name"] for t in figure["traces"]] == HOSTILE_NAMES
+    assert figure["title"] == HOSTILE_NAMES[4]
+    assert all("alert(" not in text for attrs, text in found.scripts if attrs.get("type") != "application/json")
+    downloaded = list(csv.reader(io.StringIO((site / "dist/data/b-figure-1.csv").read_text(encoding="utf-8"))))
+    assert downloaded[0] == header
+    text = page.read_text()
+    for name in HOSTILE_NAMES:
+        assert name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#x27;") in text
+
+
+def test_a_column_of_strings(site):
+    write(site, {"exports/runs/s/history.csv": "_step,label\n0,cat\n1,dog\n"})
+    body = "```chart\nsource: runs/s/history.csv\ny: label\n```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "runs/s/history.csv")
+    body = "Last {{ runs/s/history.csv#label@last | .2f }}."
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "runs/s/history.csv")
+
+
+def test_a_json_column_of_strings(site):
+    write(site, {"exports/runs/s/history.json": json.dumps({"columns": ["_step", "label"], "data": {"_step": [0, 1], "label": ["cat", "dog"]}})})
+    body = "```chart\nsource: runs/s/history.json\ny: label\n```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "'label'", "runs/s/history.json", "not numeric")
+
+
+TRUNCATED = {
+    "runs/t/summary.json": ('{"final_probe/test_top1": 0.45, "final_pr', "Top-1 {{ runs/t/summary.json#final_probe/test_top1 | .1% }}."),
+    "runs/t/history.json": ('{"columns": ["_step", "train/loss"], "data": {"_step": [0, 1], "train/lo',
+                            "```chart\nsource: runs/t/history.json\ny: train/loss\n```"),
+    "runs/t/config.json": ('{"lr": 0.1', "```table\nsource: runs/t/config.json\nkeys: [lr]\n```"),
+    "figures/t/attention.json": ('{"title": "x", "panels": [{"z": [[0.1, 0.', "```chart\ntype: panels\nsource: figures/t/attention.json\n```"),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(TRUNCATED))
+def test_a_truncated_json_export(site, rel):
+    data, body = TRUNCATED[rel]
+    write(site, {f"exports/{rel}": data})
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", rel, "invalid JSON")
+
+
+SHAPES = {
+    "a column listed but missing from data": {"columns": ["_step", "train/loss"], "data": {"_step": [0, 1]}},
+    "columns of different lengths": {"columns": ["_step", "train/loss"], "data": {"_step": [0, 1, 2], "train/loss": [1.0]}},
+    "data that is a list": {"columns": ["_step", "train/loss"], "data": [[0, 1.0]]},
+    "columns that is not a list": {"columns": "_step", "data": {"_step": [0]}},
+}
+
+
+@pytest.mark.parametrize("what", sorted(SHAPES))
+def test_a_columnar_json_of_the_wrong_shape(site, what):
+    write(site, {"exports/runs/w/history.json": json.dumps(SHAPES[what])})
+    body = "```chart\nsource: runs/w/history.json\ny: train/loss\n```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "runs/w/history.json")
+
+
+# --- a 1 GB history.csv ----------------------------------------------------------------------------
+
+BIG_BYTES = 1 << 30
+
+
+def write_big_history(path: Path, target_bytes: int) -> int:
+    """A history.csv of about `target_bytes`: strictly increasing _step and 8 metrics (only one is charted).
+
+    One block of 10,000 rows is made once; each copy gets its own step prefix by a bytes replace, and
+    copies are written 16 at a time, so 1 GB takes seconds (mostly the disk)."""
+    rows = []
+    for i in range(10_000):
+        v = 2 * math.exp(-i / 3000) + 0.1 * math.sin(i * 0.7)
+        rows.append(f"@@@@@{i:04d}," + ",".join(f"{v / k:.9f}" for k in range(1, 9)) + "\n")
+    block = "".join(rows).encode()
+    written = 0
+    with open(path, "wb") as f:
+        f.write(b"_step,train/loss,train/sigreg,train/inv,train/lr,m/a,m/b,m/c,m/d\n")
+        prefix = 0
+        while written < target_bytes:
+            chunk = b"".join(block.replace(b"@@@@@", b"%05d" % (prefix + k)) for k in range(16))
+            f.write(chunk)
+            written += len(chunk)
+            prefix += 16
+    return written
+
+
+def peak_rss_of(cmd: list[str], cwd: Path) -> tuple[int, float, subprocess.CompletedProcess]:
+    """Run `cmd`; (peak resident memory in bytes of that one child, seconds, result) via wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    return usage.ru_maxrss * 1024, time.perf_counter() - start, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.slow
+def test_a_1gb_history_is_not_loaded_whole(tmp_path):
+    """The build reads only the charted columns, in blocks: its peak memory stays well under the file size.
+
+    Loading the file whole (all 9 columns as float64) would take about 0.75 x the file size; we ask the
+    build's peak, above the interpreter's own footprint, to stay under 0.5 x. Runs in CI: about 30 s here."""
+    root = write(tmp_path / "site", {
+        "content/index.md": "---\ntitle: Big\n---\n\n```chart\nsource: runs/big/history.csv\ny: train/loss\n```\n",
+    })
+    big = root / "exports/runs/big/history.csv"
+    big.parent.mkdir(parents=True)
+    size = write_big_history(big, BIG_BYTES)
+    python = [sys.executable, "-c"]
+    baseline, _, _ = peak_rss_of([*python, "import site_builder.site.render, site_builder.charts.figures"], root)
+    peak, seconds, result = peak_rss_of([sys.executable, "-m", "site_builder", "build", "--root", str(root)], root)
+    print(f"\n1 GB history: {size / 1e6:.0f} MB file, build {seconds:.1f} s, peak RSS {peak / 1e6:.0f} MB "
+          f"(imports alone {baseline / 1e6:.0f} MB), (peak - imports) / file = {(peak - baseline) / size:.2f}")
+    assert result.returncode == 0, result.stderr
+    (figure,) = chart_json(root / "dist/index.html")
+    assert len(figure["traces"][0]["x"]) <= 2000  # downsampled
+    assert peak - baseline < 0.5 * size
