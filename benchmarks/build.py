@@ -511,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="", help="comma-separated chapter counts for the scaling table, "
                         "e.g. 12,50,200,1000 (default: skip)")
     parser.add_argument("--scale-reps", type=int, default=1, help="repetitions per size in --scale (default 1)")
+    parser.add_argument("--scale-only", action="store_true", help="run only the --scale table")
     parser.add_argument("--no-mkdocs", action="store_true", help="time site_builder only")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium page-weight measurement")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile section")
@@ -523,34 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        root = corpus.write_corpus(work / "corpus", args.chapters)
-        words = sum(len(p.read_text().split()) for p in (root / "content").glob("*.md"))
-        print(f"== Corpus: {args.chapters} chapters, {words} words (incl. markup), {len(corpus.RUNS)} runs x "
-              f"{corpus.STEPS} rows, generated in {time.perf_counter() - start:.1f} s under {work}")
-        katex = None if args.no_mkdocs else katex_dist()
-        if not args.no_mkdocs and katex is None:
-            print("  (npm not available: the MkDocs baseline runs without KaTeX's files; its page weight "
-                  "then misses KaTeX's JS, CSS and fonts)")
-        builder = SiteBuilder(root)
-        tools = [builder]
-        if not args.no_mkdocs:
-            tools += [MkDocs(root, work, args.chapters, "client", katex),
-                      MkDocs(root, work, args.chapters, "katex", katex),
-                      MkDocs(root, work, args.chapters, "katex", katex, dirty=True)]
-        results["startup"] = startup_section()
-        results["speed"] = speed_section(tools, args.reps, args.chapters)
-        if builder_has_jobs():
-            results["jobs"] = jobs_section(builder, args.reps)
-        if not args.no_browser:
-            results["bytes"] = bytes_section([t for t in tools if not t.name.endswith("dirty")])
-        else:
-            builder.clean()
-            builder.build()
-        results["charts"] = charts_section(builder.out)
-        results["math"] = math_section(root)
-        if not args.no_profile:
-            results["profile"] = profile_section(builder, args.chapters)
+        if not args.scale_only:
+            main_sections(args, work, results)
         if args.scale:
+            katex = None if args.no_mkdocs else katex_dist()
             sizes = [int(s) for s in args.scale.split(",")]
             results["scale"] = scale_section(sizes, args.scale_reps, work, katex, not args.no_mkdocs)
         print(f"\n== Done in {time.perf_counter() - start:.0f} s; load after: {measure.load()}")
@@ -560,6 +537,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def main_sections(args: argparse.Namespace, work: Path, results: dict) -> None:
+    """Everything but the scaling table, on one corpus of --chapters chapters."""
+    start = time.perf_counter()
+    root = corpus.write_corpus(work / "corpus", args.chapters)
+    words = sum(len(p.read_text().split()) for p in (root / "content").glob("*.md"))
+    print(f"== Corpus: {args.chapters} chapters, {words} words (incl. markup), {len(corpus.RUNS)} runs x "
+          f"{corpus.STEPS} rows, generated in {time.perf_counter() - start:.1f} s under {work}")
+    katex = None if args.no_mkdocs else katex_dist()
+    if not args.no_mkdocs and katex is None:
+        print("  (npm not available: the MkDocs baseline runs without KaTeX's files; its page weight "
+              "then misses KaTeX's JS, CSS and fonts)")
+    builder = SiteBuilder(root)
+    tools = [builder]
+    if not args.no_mkdocs:
+        tools += [MkDocs(root, work, args.chapters, "client", katex),
+                  MkDocs(root, work, args.chapters, "katex", katex),
+                  MkDocs(root, work, args.chapters, "katex", katex, dirty=True)]
+    results["startup"] = startup_section()
+    results["speed"] = speed_section(tools, args.reps, args.chapters)
+    if builder_has_jobs():
+        results["jobs"] = jobs_section(builder, args.reps)
+    if not args.no_browser:
+        results["bytes"] = bytes_section([t for t in tools if not t.name.endswith("dirty")])
+    else:
+        builder.clean()
+        builder.build()
+    results["charts"] = charts_section(builder.out)
+    results["math"] = math_section(root)
+    if not args.no_profile:
+        results["profile"] = profile_section(builder, args.chapters)
 
 
 if __name__ == "__main__":
