@@ -62,6 +62,9 @@ def test_sparse_metrics_and_several_runs(built_fixture_site):
     assert a["x"] == [0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
     assert a["y"] == pytest.approx([0.1 + 0.05 * k for k in range(6)])
     assert b["x"] == [0.0, 500.0, 1000.0]
+    rows = list(csv.reader(io.StringIO((built_fixture_site / "data/chapter-figure-3.csv").read_text())))
+    assert rows[0] == ["run", "_step", "probe/test_acc"]
+    assert [(r[0], r[1]) for r in rows[1:]] == [("A", str(500 * k)) for k in range(6)] + [("B", str(500 * k)) for k in range(3)]
 
 
 def test_panels_figure_groups_frames(built_fixture_site):
