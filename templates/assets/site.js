@@ -142,6 +142,7 @@
   }
 
   var charts = Array.prototype.slice.call(document.querySelectorAll(".chart"));
+  window.addEventListener("beforeprint", function () { charts.forEach(draw); });  // print every chart
   if (!("IntersectionObserver" in window)) { charts.forEach(draw); return; }
   var observer = new IntersectionObserver(function (entries) {
     entries.forEach(function (entry) {

@@ -171,3 +171,14 @@ def test_charts_follow_the_colour_scheme(built_fixture_site, serve, browser_page
     assert dark[0] == page.evaluate("getComputedStyle(document.body).color")
     assert dark[1] != light[1]
     visit.assert_clean()
+
+
+def test_printing_draws_every_chart(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    assert drawn_traces(page)[-1] == -1  # far below, not drawn yet
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))")
+    assert drawn_traces(page) == expected_traces(page)
+    visit.assert_clean()
