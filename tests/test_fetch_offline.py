@@ -23,7 +23,8 @@ wandb = pytest.importorskip("wandb")
 QUIET_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_ERROR_REPORTING": "false",
                  "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true"}
 STEPS = 3000
-CONFIG = {"lr": 0.002, "model": {"depth": 4, "width": 192, "rope": "2d"}, "views": [2, 6], "seed": None}
+CONFIG = {"lr": 0.002, "model": {"depth": 4, "width": 192, "rope": "2d"}, "views": [2, 6], "seed": None,
+          "max_tokens": 512, "hf_token": "hf_PLANTEDsecretTOKEN123", "notes": "resume: api_key=PLANTEDkey0123456789"}
 
 
 def logged_rows() -> list[tuple[int, dict]]:
@@ -158,7 +159,10 @@ def test_history_json_matches_and_marks_not_logged_and_nonfinite(main_export):
 
 def test_config_summary_and_meta(main_export, runs):
     config = json.loads((main_export / "config.json").read_text())
-    assert config == {"lr": 0.002, "model/depth": 4, "model/width": 192, "model/rope": "2d", "views": [2, 6], "seed": None}
+    assert config == {"lr": 0.002, "model/depth": 4, "model/width": 192, "model/rope": "2d", "views": [2, 6], "seed": None,
+                      "max_tokens": 512, "hf_token": "[redacted]", "notes": "[redacted]"}
+    for data in tree(main_export.parent).values():
+        assert b"PLANTED" not in data
     summary = json.loads((main_export / "summary.json").read_text())
     last_step, last_row = logged_rows()[-1]
     assert summary["final_probe/test_top1"] == 0.3125
@@ -170,6 +174,7 @@ def test_config_summary_and_meta(main_export, runs):
     assert meta["wandb_version"] == wandb.__version__
     assert meta["sha256"]["history.csv"] == hashlib.sha256((main_export / "history.csv").read_bytes()).hexdigest()
     assert "sample/caption" in meta["skipped_metrics"]
+    assert meta["redacted"] == ["config.json#hf_token", "config.json#notes"]
     index = json.loads((main_export.parent / "index.json").read_text())
     assert [r["name"] for r in index["runs"]] == ["lejepa-test"] and index["runs"][0]["rows"] == STEPS
 

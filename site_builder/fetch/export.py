@@ -7,6 +7,7 @@ written; otherwise the folder is replaced whole through `fsutil.staged_dir`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from importlib.metadata import version
 from datetime import datetime, timezone
@@ -44,11 +45,14 @@ def folder_name(run: RunData, name: str | None) -> str:
 def render(run: RunData, keys: list[str] | None) -> tuple[dict[str, bytes], dict]:
     """The data files' bytes and meta.json's content (without its fetch time)."""
     table = history_table(run.rows, run.where, keys)
+    secrets = [os.environ.get("WANDB_API_KEY", "")]
+    config, redacted_config = config_dict(run.config, run.where, secrets)
+    summary, redacted_summary = summary_dict(run.summary, run.where, secrets)
     files = {
         "history.csv": history_csv(table),
         "history.json": history_json(table),
-        "config.json": json_bytes(config_dict(run.config, run.where)),
-        "summary.json": json_bytes(summary_dict(run.summary, run.where)),
+        "config.json": json_bytes(config),
+        "summary.json": json_bytes(summary),
     }
     meta = {
         "source": run.source,
@@ -66,6 +70,7 @@ def render(run: RunData, keys: list[str] | None) -> tuple[dict[str, bytes], dict
         "columns": table.columns,
         "keys": keys or [],
         "skipped_metrics": table.skipped,
+        "redacted": redacted_config + redacted_summary,
         "warnings": run.warnings,
         "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }

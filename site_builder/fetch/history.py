@@ -24,6 +24,9 @@ NONFINITE_FROM_JSON = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math
 # Column and key names may hold letters, digits, "_", ".", "/" and "-"; anything else (spaces, "#",
 # "@", "|", quotes, commas) would clash with the chapter syntax `{{ file#key@agg | fmt }}`.
 UNSAFE_NAME_CHARS = re.compile(r"[^\w./-]")
+REDACTED = "[redacted]"
+SECRET_NAME = re.compile(r"(?i)(^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)($|[_-])")
+SECRET_TEXT = re.compile(r"(?i)(api[_-]?key|token|secret|password)\s*[=:]\s*\S{8,}")
 
 
 def sanitise_names(names: Iterable[str], what: str, where: str) -> dict[str, str]:
@@ -171,15 +174,37 @@ def flatten(mapping: dict[str, Any], sep: str, prefix: str = "") -> dict[str, An
     return flat
 
 
-def config_dict(config: dict[str, Any], where: str) -> dict[str, Any]:
-    """config.json: nested hyper-parameters flattened with "/" (`model/depth`), names sanitised."""
+def redact(flat: dict[str, Any], secrets: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Replace credentials with REDACTED: text under a secret-like name (`hf_token`, `db/password`,
+    `wandb_api_key`), text that contains one of `secrets` (the API key in use) or reads like
+    `api_key=...`. Numbers are never credentials (`max_tokens: 512` stays). Returns the names redacted."""
+    out, redacted = {}, []
+    for key, value in flat.items():
+        text = value if isinstance(value, str) else None
+        if isinstance(value, list) and any(isinstance(v, str) for v in value):
+            text = " ".join(str(v) for v in value)
+        leaf = re.split(r"[/.]", key)[-1]
+        if text is not None and (
+            SECRET_NAME.search(leaf) or SECRET_TEXT.search(text) or any(s and s in text for s in secrets)
+        ):
+            out[key] = REDACTED
+            redacted.append(key)
+        else:
+            out[key] = value
+    return out, redacted
+
+
+def config_dict(config: dict[str, Any], where: str, secrets: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """config.json: nested hyper-parameters flattened with "/" (`model/depth`), names sanitised, secrets redacted."""
     flat = flatten(config, "/")
     safe = sanitise_names(sorted(flat), "config keys", where)
-    return {safe[k]: json_safe(v) for k, v in flat.items()}
+    clean, redacted = redact({safe[k]: json_safe(v) for k, v in flat.items()}, secrets)
+    return clean, [f"config.json#{k}" for k in redacted]
 
 
-def summary_dict(summary: dict[str, Any], where: str) -> dict[str, Any]:
+def summary_dict(summary: dict[str, Any], where: str, secrets: list[str]) -> tuple[dict[str, Any], list[str]]:
     """summary.json: final values flattened with "." (as wandb names nested history keys); media left out."""
     flat = {k: v for k, v in flatten(summary, ".").items() if not (isinstance(v, dict) and "_type" in v)}
     safe = sanitise_names(sorted(flat), "summary keys", where)
-    return {safe[k]: json_safe(v) for k, v in flat.items()}
+    clean, redacted = redact({safe[k]: json_safe(v) for k, v in flat.items()}, secrets)
+    return clean, [f"summary.json#{k}" for k in redacted]
