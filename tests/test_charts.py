@@ -181,3 +181,16 @@ def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_si
     assert calls == ["runs/not-yet/history.csv", {"A": "runs/a/history.csv", "B": "runs/b/history.csv"}]
     runs = figures_in((fixture_site / "dist/chapter.html").read_text())[1]
     assert runs["traces"][1]["x"] == [0.0, 500.0]
+
+
+def test_values_from_columnar_json_and_keys_with_at_signs(tmp_path):
+    files = {
+        "exports/runs/a/history.json": json.dumps({"columns": ["_step", "acc"], "data": {"_step": [0, 1, 2], "acc": [0.2, None, "NaN"]}}),
+        "exports/runs/a/summary.json": json.dumps({"probe@epoch10": 0.25}),
+    }
+    block = "{{ runs/a/history.json#acc@last | .2f }} {{ runs/a/history.json#acc@max | .2f }} {{ runs/a/summary.json#probe@epoch10 | .0% }}"
+    root = one_chart_site(tmp_path, block, files)
+    build_site(root)
+    page = (root / "dist" / "index.html").read_text()
+    values = re.findall(r'<span class="value"[^>]*>([^<]*)</span>', page)
+    assert values == ["NaN", "0.20", "25%"]

@@ -168,6 +168,14 @@ def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[st
     return columns, [[data[c][i] for c in columns] for i in range(n_rows)]
 
 
+def is_table(path: Path, rel: str) -> bool:
+    """CSV or columnar JSON (rows of metrics), as opposed to a flat {key: value} JSON file."""
+    if path.suffix == ".csv":
+        return True
+    data = load_json(path, rel)
+    return isinstance(data, dict) and "columns" in data and "data" in data
+
+
 def read_mapping(path: Path, rel: str) -> dict[str, Any]:
     """A flat {key: value} JSON file (config.json, summary.json)."""
     data = load_json(path, rel) if path.suffix == ".json" else None

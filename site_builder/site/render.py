@@ -15,8 +15,10 @@ from markupsafe import Markup
 
 from site_builder.charts.data import (
     AGGREGATES,
+    Column,
     SourceMissing,
     aggregate,
+    is_table,
     lookup_key,
     read_mapping,
     read_numeric_columns,
@@ -129,11 +131,11 @@ class PageRenderer:
         if path is None:
             return f'<span class="pending" title="exports/{escape(rel)} does not exist yet">pending</span>'
         try:
-            if path.suffix == ".csv" or (path.suffix == ".json" and "@" in key):
+            if is_table(path, rel):
                 column, at, agg = key.rpartition("@")
                 if not at or agg not in AGGREGATES:
                     raise UserError(f"a history column needs an aggregate: {key}@last (or @{', @'.join(AGGREGATES[1:])})")
-                value = aggregate(read_numeric_columns(path, rel, [column])[column], agg, column, rel)
+                value = aggregate(self.b.column(path, rel, column), agg, column, rel)
             else:
                 value = lookup_key(read_mapping(path, rel), key, rel)
             text = _fmt(value, spec, f"{{{{ {expr} }}}}")
@@ -253,6 +255,7 @@ class Builder:
         self.pages_by_slug: dict[str, Page] = {}
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
+        self.columns: dict[tuple, Column] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
         self.formulas = 0
 
@@ -272,6 +275,13 @@ class Builder:
 
     def chart(self, spec: dict):
         return self.charts.chart(spec)
+
+    def column(self, path, rel: str, name: str) -> Column:
+        """One history column, read once per build however many values in prose use it."""
+        key = (path, name)
+        if key not in self.columns:
+            self.columns[key] = read_numeric_columns(path, rel, [name])[name]
+        return self.columns[key]
 
 
 ID_RE = re.compile(r'\sid="([^"]+)"')
