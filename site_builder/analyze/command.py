@@ -51,7 +51,9 @@ CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code
 
 def configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/<run>/final")
+    source.add_argument("--checkpoint", type=Path,
+                        help="checkpoint folder: checkpoints/<run>/last (float32, with the projector) or "
+                             "checkpoints/<run>/final (bfloat16 backbone)")
     source.add_argument("--random-init", action="store_true",
                         help="analyze a freshly initialised ViT-nano (default config, seeded by --seed)")
     parser.add_argument("--name", help="output folder name (default: the checkpoint's run name, else the "
