@@ -63,16 +63,16 @@ def expected_columns(rows) -> dict[str, dict[int, float]]:
     return columns
 
 
-def _make_run(root: Path, name: str, rows, config=None, summary=None) -> Path:
-    run = wandb.init(mode="offline", dir=root, project="fetch-tests", name=name, config=config or {},
+def _make_run(root: Path, name: str, rows, config=None, summary=None, run_id=None) -> Path:
+    run = wandb.init(mode="offline", dir=root, project="fetch-tests", name=name, config=config or {}, id=run_id,
+                     resume="allow" if run_id else None,
                      settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
     for step, row in rows:
         wandb.log(row, step=step)
     for key, value in (summary or {}).items():
         run.summary[key] = value
     run.finish()
-    (folder,) = [p for p in (root / "wandb").glob("offline-run-*") if p.name.endswith(run.id)]
-    return folder
+    return max(p for p in (root / "wandb").glob("offline-run-*") if p.name.endswith(run.id))
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +89,10 @@ def runs(tmp_path_factory):
         other = tmp_path_factory.mktemp("wandb-other")
         made["clash"] = _make_run(other, "clash", [(0, {"train loss": 1.0, "train_loss": 2.0})])
         made["empty"] = _make_run(other, "empty", [])
+        # Our training resumes a run under the same id: wandb starts a second offline-run-*-<id> folder.
+        resumed = tmp_path_factory.mktemp("wandb-resumed")
+        made["resumed"] = _make_run(resumed, "resumed", [(s, {"loss": float(s)}) for s in range(40)], run_id="res-1")
+        _make_run(resumed, "resumed", [(s, {"loss": 1000.0 + s}) for s in range(25, 60)], run_id="res-1")
         made["root"] = root / "wandb"
         yield made
     finally:
@@ -272,6 +276,16 @@ def test_allow_incomplete_exports_the_records_before_the_cut(runs, tmp_path):
     assert fetch(str(damaged), "--out", str(tmp_path / "runs"), "--allow-incomplete") == 0
     meta = json.loads((tmp_path / "runs" / "lejepa-test" / "meta.json").read_text())
     assert 0 < meta["rows"] < STEPS and meta["warnings"]
+
+
+def test_a_resumed_run_is_joined_from_its_segments(runs, tmp_path):
+    """Rows of the first segment from the resumed step on are replaced by the second segment's."""
+    assert fetch(str(runs["resumed"]), "--out", str(tmp_path / "runs")) == 0
+    table = list(csv.reader(open(tmp_path / "runs" / "resumed" / "history.csv")))
+    loss = table[0].index("loss")
+    assert [(int(r[0]), float(r[loss])) for r in table[1:]] == [(s, s if s < 25 else 1000.0 + s) for s in range(60)]
+    meta = json.loads((tmp_path / "runs" / "resumed" / "meta.json").read_text())
+    assert meta["source"].count(".wandb") == 2 and meta["rows"] == 60
 
 
 @pytest.mark.parametrize(

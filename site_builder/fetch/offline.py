@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,37 @@ def find_run_file(path: Path) -> Path:
 
 
 def find_offline_runs(folder: Path) -> list[Path]:
-    """Every run-*.wandb file under `folder` (each offline run once, `latest-run` links skipped)."""
+    """One run-*.wandb file per offline run under `folder` (`latest-run` links and resumed segments skipped)."""
     if not folder.is_dir():
         raise UserError("no such folder (expected the wandb/ folder of offline runs)", path=folder)
-    files = {p.resolve(): p for p in sorted(folder.rglob("run-*.wandb")) if "latest-run" not in p.parts}
-    if not files:
+    runs = {(p.parent.parent, p.name): p for p in sorted(folder.rglob("run-*.wandb")) if "latest-run" not in p.parts}
+    if not runs:
         raise UserError("no offline runs (run-*.wandb files) under this folder", path=folder)
-    return sorted(files.values())
+    return sorted(runs.values())
+
+
+def run_segments(run_file: Path) -> list[Path]:
+    """All files of one offline run, oldest first: each resume (same run id) starts a new offline-run-<time>-<id>/."""
+    siblings = set(run_file.parent.parent.glob(f"offline-run-*/{run_file.name}")) | {run_file}
+    return sorted(siblings, key=lambda p: p.parent.name)
+
+
+def join_segments(parts: list[RunData]) -> RunData:
+    """One run from its resumed segments: a later segment replaces earlier rows from its first step on
+    (training went back to a checkpoint); summary values are updated in order; config and state are the last's."""
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    for part in parts:
+        first = next((r["_step"] for r in part.rows if isinstance(r.get("_step"), (int, float))), None)
+        if first is not None:
+            rows = [r for r in rows if not isinstance(r.get("_step"), (int, float)) or r["_step"] < first]
+        rows += part.rows
+        summary.update(part.summary)
+    last = parts[-1]
+    return replace(
+        last, rows=rows, summary=summary, start_time=parts[0].start_time,
+        source=" + ".join(p.source for p in parts), warnings=[w for p in parts for w in p.warnings],
+    )
 
 
 def _quiet_offline_env() -> dict[str, str]:
@@ -76,7 +101,12 @@ def _finish(proc: subprocess.Popen, run_file: Path, allow_incomplete: bool) -> t
 
 
 def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
-    """Read one offline run: history rows, config, summary and provenance."""
+    """Read one offline run, joining the segments of a resumed run (see `run_segments`)."""
+    return join_segments([read_run_file(p, allow_incomplete) for p in run_segments(run_file)])
+
+
+def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
+    """Read one .wandb file: history rows, config, summary and provenance."""
     records_proc = _inspect(run_file)
     summary_proc = _inspect(run_file, "--summary")
     records, warnings = _finish(records_proc, run_file, allow_incomplete)
