@@ -126,6 +126,9 @@ def test_chart_typos_are_errors(tmp_path):
     root = one_chart_site(tmp_path / "b", "```chart\nsource: runs/a/history.csv\ny: [a, b\n```")
     with pytest.raises(UserError, match=r"content/index.md:\d+: chart block: invalid YAML"):
         build_site(root)
+    root = one_chart_site(tmp_path / "h", "```chart\nsource: runs/a/history.csv\ny: train/loss\nheight: tall\n```")
+    with pytest.raises(UserError, match=r"content/index.md:5: chart: height must be a whole number of pixels"):
+        build_site(root)
     root = one_chart_site(tmp_path / "c", "```chart\nsource: ../../etc/passwd\ny: x\n```")
     with pytest.raises(UserError, match="must be a path inside exports/"):
         build_site(root)

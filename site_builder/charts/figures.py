@@ -61,6 +61,9 @@ def check_spec(spec: dict) -> dict:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
     if not isinstance(spec.setdefault("log_y", False), bool):
         raise UserError("chart: log_y must be true or false")
+    height = spec.setdefault("height", 380)
+    if not isinstance(height, int) or isinstance(height, bool) or not 100 <= height <= 2000:
+        raise UserError(f"chart: height must be a whole number of pixels between 100 and 2000, got {height!r}")
     return spec
 
 

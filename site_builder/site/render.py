@@ -26,6 +26,7 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
+from site_builder.charts.figures import check_spec, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
 from site_builder.errors import UserError
@@ -52,6 +53,15 @@ def _fmt(value, spec: str, where: str) -> str:
         return format(value, spec)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
+
+
+def _cell(value, fmt: str) -> str:
+    """A table cell: numbers through the table's `format` (if any), everything escaped."""
+    if value is None:
+        return ""
+    if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return escape(_fmt(value, fmt, "table"))
+    return escape(str(value))
 
 
 class PageRenderer:
@@ -169,21 +179,21 @@ class PageRenderer:
     def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in (spec.get("source") or {}).values() if isinstance(spec.get("source"), dict) else [spec.get("source")]:
-            if isinstance(rel, str):
-                self._source(rel, line)  # records the file (or the pending warning)
+        for rel in sources_of(check_spec(spec)).values():
+            self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
-        caption = lambda extra="": self._caption(f"Figure {number}", spec, line, extra)  # noqa: E731
         if result.figure is None:
-            return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption()}</figure>\n'
+            caption = self._caption(f"Figure {number}", spec, line)
+            return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption}</figure>\n'
         self.page.charts += 1
-        extra = ""
+        download = ""
         if result.csv is not None:
             csv_rel = f"data/{self.page.slug}-figure-{self.figure_count}.csv"
             self.b.data_out[csv_rel] = result.csv
-            extra = f' <a class="download" href="{csv_rel}" download>Data (CSV)</a>'
+            download = f' <a class="download" href="{csv_rel}" download>Data (CSV)</a>'
+        caption = self._caption(f"Figure {number}", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
-        height = int(spec.get("height", 380))
+        height = check_spec(spec)["height"]
         controls = ""
         if figure["type"] in ("line", "scatter"):
             smoothing = figure["smoothing"]
@@ -207,7 +217,7 @@ class PageRenderer:
             f'<div class="chart" data-chart-type="{figure["type"]}">'
             f'<div class="chart-plot" style="height:{height}px"></div>{controls}'
             f'<script type="application/json" class="chart-data">{json_for_script(figure)}</script></div>\n'
-            f"{caption(extra)}\n</figure>\n"
+            f"{caption}\n</figure>\n"
         )
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
@@ -225,7 +235,6 @@ class PageRenderer:
         caption = self._caption(f"Table {number}", spec, line)
         if missing:
             return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
-        cell = lambda v: "" if v is None else escape(_fmt(v, fmt, "table") if fmt and isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))  # noqa: E731
         if "keys" in spec:
             keys = [str(k) for k in spec["keys"]]
             header = ["key"] + [label or "value" for label in paths]
@@ -237,7 +246,7 @@ class PageRenderer:
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
         head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>\n" for row in rows)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
         return (
             f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
             f"</table>\n{caption}\n</figure>\n"
@@ -257,7 +266,6 @@ class Builder:
         self.data_out: dict[str, bytes] = {}
         self.columns: dict[tuple, Column] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
-        self.formulas = 0
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
