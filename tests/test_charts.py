@@ -129,6 +129,12 @@ def test_chart_typos_are_errors(tmp_path):
     root = one_chart_site(tmp_path / "h", "```chart\nsource: runs/a/history.csv\ny: train/loss\nheight: tall\n```")
     with pytest.raises(UserError, match=r"content/index.md:5: chart: height must be a whole number of pixels"):
         build_site(root)
+    root = one_chart_site(tmp_path / "x", "```chart\nsource: runs/a/history.csv\nx: 5\ny: train/loss\n```")
+    with pytest.raises(UserError, match=r"content/index.md:5: chart: 'x' must be a column name, got 5"):
+        build_site(root)
+    root = one_chart_site(tmp_path / "k", "```table\nsource: runs/a/config.json\nkeys: 5\n```", {"exports/runs/a/config.json": "{}"})
+    with pytest.raises(UserError, match=r"content/index.md:5: table: 'keys' must be a list"):
+        build_site(root)
     root = one_chart_site(tmp_path / "c", "```chart\nsource: ../../etc/passwd\ny: x\n```")
     with pytest.raises(UserError, match="must be a path inside exports/"):
         build_site(root)

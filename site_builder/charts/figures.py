@@ -55,7 +55,8 @@ def check_spec(spec: dict) -> dict:
         spec["y"] = [spec["y"]] if isinstance(spec["y"], str) else spec["y"]
         if not isinstance(spec["y"], list) or not all(isinstance(c, str) for c in spec["y"]):
             raise UserError("chart: 'y' must be a column name or a list of column names")
-        spec.setdefault("x", "_step")
+        if not isinstance(spec.setdefault("x", "_step"), str):
+            raise UserError(f"chart: 'x' must be a column name, got {spec['x']!r}")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")

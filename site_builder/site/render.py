@@ -235,6 +235,9 @@ class PageRenderer:
         caption = self._caption(f"Table {number}", spec, line)
         if missing:
             return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
+        for key in ("keys", "columns"):
+            if key in spec and not (isinstance(spec[key], list) and all(isinstance(v, (str, int, float)) for v in spec[key])):
+                raise UserError(f"table: '{key}' must be a list, e.g. {key}: [a, b]")
         if "keys" in spec:
             keys = [str(k) for k in spec["keys"]]
             header = ["key"] + [label or "value" for label in paths]
