@@ -182,3 +182,15 @@ def test_printing_draws_every_chart(built_fixture_site, serve, browser_page):
     page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))")
     assert drawn_traces(page) == expected_traces(page)
     visit.assert_clean()
+
+
+def test_charts_follow_the_window_width(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html", viewport=(1200, 800))
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .main-svg') !== null")
+    width = "document.querySelector('.chart .main-svg').getBoundingClientRect().width"
+    wide = page.evaluate(width)
+    page.set_viewport_size({"width": 480, "height": 800})
+    page.wait_for_function(f"{width} <= 480")
+    assert page.evaluate(width) < wide
+    visit.assert_clean()
