@@ -1,6 +1,7 @@
 """`site_builder analyze` end to end on a tiny random-init checkpoint and fake CIFAR-shaped data (CPU)."""
 
 import csv
+import functools
 import hashlib
 import json
 import shutil
@@ -102,7 +103,11 @@ def test_rerun_is_cached_and_forced_rerun_is_byte_identical(setup, capsys):
         assert after[name] == before[name], name
 
 
-def test_probe_writes_top1_and_top5(setup):
+def test_probe_writes_top1_and_top5(setup, monkeypatch):
+    from site_builder.train import probe
+
+    # The recipe (100 epochs) is train's; here only the wiring matters, so 3 epochs keep the test fast.
+    monkeypatch.setattr(probe, "linear_probe", functools.partial(probe.linear_probe, epochs=3))
     args, target, _ = setup
     assert cli.main(args + ["--probe"]) == 0
     (row,) = _read_csv(target / "probe.csv")
