@@ -417,6 +417,11 @@ def profile_section(builder: SiteBuilder, n: int, top: int = 15) -> dict:
     rows = [[label, measure.calls_matching(stats, rx), measure.calls_matching(changed, rx)]
             for label, rx in counters.items()]
     print_table("Work done: cold build vs. after editing one chapter (calls)", ["", "cold", "one change"], rows)
+    changed_total = max(r[3] for r in measure.top_functions(changed, "cumtime", 1))
+    print(f"  one-change build under the profiler: {changed_total:.2f} s; by package: "
+          + ", ".join(f"{p} {t:.2f}" for p, t in measure.time_by_package(changed)[:8]))
+    print("  its top functions by own time: "
+          + "; ".join(f"{f} {t:.2f}" for f, _c, t, _cu in measure.top_functions(changed, "tottime", 8)))
     return {"cold_top": measure.top_functions(stats, "tottime", 30), "packages": pkgs,
             "work": {r[0]: {"cold": r[1], "one change": r[2]} for r in rows}}
 
