@@ -1,0 +1,371 @@
+"""The training loop: whole data set on the device as uint8, batched GPU augmentations, bf16 autocast,
+fused SDPA, torch.compile, fused AdamW, and no host sync inside the step loop (per-step metrics stay on
+the device and are flushed to wandb every `log_every` steps).
+
+Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from site_builder.errors import UserError
+from site_builder.train import objectives
+from site_builder.train.augment import AugConfig, make_views
+from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
+from site_builder.train.data import load_cifar100, normalize
+from site_builder.train.model import Projector, ViT, ViTConfig, count_params
+from site_builder.train.probe import PROBE_RECIPE, extract_features, linear_probe
+
+OBJECTIVES = ("lejepa", "infonce")
+
+
+@dataclass
+class TrainConfig:
+    run: str
+    data: str
+    objective: str = "lejepa"
+    lam: float = 0.02
+    epochs: int = 100
+    batch_size: int = 256  # images per step, all processes together
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 5.0
+    min_lr_ratio: float = 1e-3
+    proj_dim: int = 64
+    proj_hidden: int = 2048
+    num_slices: int = 1024
+    knots: int = 17
+    t_max: float = 3.0
+    temperature: float = 0.2
+    probe_lr: float = 1e-3
+    probe_weight_decay: float = 1e-7
+    seed: int = 0
+    device: str = "cuda"
+    compile: bool = True
+    log_every: int = 50
+    ckpt_every: int = 10  # epochs
+    time_limit_min: float = 0.0  # stop (resumably) after the epoch that passes this; 0 = no limit
+    out: str = "checkpoints"
+    wandb_dir: str = "."
+    wandb: bool = True
+    md5: dict = field(default_factory=dict)
+    limit_train: int = 0  # use only the first N training images (tests); 0 = all
+    model: ViTConfig = field(default_factory=ViTConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+
+    def flat(self) -> dict:
+        """The run config as logged to wandb: flat, slash-named keys, every choice written down."""
+        skip = {"model", "aug", "md5", "device", "compile", "out", "wandb_dir", "wandb", "log_every",
+                "ckpt_every", "time_limit_min", "data"}
+        out = {f"train/{k}": v for k, v in asdict(self).items() if k not in skip}
+        out.update({f"model/{k}": v for k, v in self.model.to_dict().items()})
+        out.update(self.aug.to_dict())
+        out.update(PROBE_RECIPE)
+        out.update({
+            "model/name": "ViT-nano, 2D RoPE, CLS token, pre-norm",
+            "model/projector": f"{self.model.width}-{self.proj_hidden}-{self.proj_hidden}-{self.proj_dim} (BN, GELU)",
+            "train/optimizer": "AdamW (fused), cosine schedule after linear warm-up, bf16 autocast",
+            "train/loss": ("lam * SIGReg + (1 - lam) * invariance" if self.objective == "lejepa"
+                           else "multi-view InfoNCE (SimCLR-style)"),
+            "sigreg/slices": self.num_slices, "sigreg/knots": self.knots, "sigreg/t_range": [0.0, self.t_max],
+            "online_probe": "LayerNorm + Linear on detached CLS of the global views, AdamW",
+            "data/set": "CIFAR-100 (official split, 50,000 train / 10,000 test)",
+        })
+        return out
+
+
+class Student(nn.Module):
+    """Backbone + projector + online probe as one module, so that one DDP wrapper and one compiled
+    graph cover a whole step's forward (global and local views go through the backbone separately)."""
+
+    def __init__(self, model: ViT, projector: Projector, probe: nn.Module, global_views: int):
+        super().__init__()
+        self.model, self.projector, self.probe = model, projector, probe
+        self.global_views = global_views
+
+    def forward(self, glob: torch.Tensor, loc: torch.Tensor | None):
+        emb = self.model(glob)
+        n_global = emb.shape[0]
+        if loc is not None:
+            emb = torch.cat([emb, self.model(loc)])
+        z = self.projector(emb).float()
+        probe_logits = self.probe(emb[:n_global].detach().float())
+        return z, probe_logits
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    low = cfg.lr * cfg.min_lr_ratio
+    return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _Setup:
+    """Process group, device and rank (one process, or one of torchrun's)."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is visible (use --device cpu for a small run)")
+        if device == "cuda":
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device(device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for name, value in state.items():
+            out[f"opt.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        if cfg.objective not in OBJECTIVES:
+            raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {cfg.objective!r}")
+        self.cfg = cfg
+        self.setup = _Setup(cfg.device)
+        dev = self.setup.device
+        if cfg.batch_size % self.setup.world:
+            raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {self.setup.world} processes")
+        self.local_bs = cfg.batch_size // self.setup.world
+        torch.manual_seed(cfg.seed)
+        xtr, ytr = load_cifar100(cfg.data, "train", cfg.md5.get("train"))
+        xte, yte = load_cifar100(cfg.data, "test", cfg.md5.get("test"))
+        if cfg.limit_train:
+            xtr, ytr = xtr[:cfg.limit_train], ytr[:cfg.limit_train]
+        self.steps_per_epoch = len(xtr) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(xtr)} training images")
+        self.train_x = torch.from_numpy(xtr).to(dev)
+        self.train_y = torch.from_numpy(ytr).to(dev)
+        self.test_x = torch.from_numpy(xte).to(dev)
+        self.test_y = torch.from_numpy(yte).to(dev)
+
+        self.model = ViT(cfg.model).to(dev)
+        self.projector = Projector(cfg.model.width, cfg.proj_hidden, cfg.proj_dim).to(dev)
+        self.probe = nn.Sequential(nn.LayerNorm(cfg.model.width), nn.Linear(cfg.model.width, 100)).to(dev)
+        if self.setup.world > 1 and dev.type == "cuda":
+            self.projector = nn.SyncBatchNorm.convert_sync_batchnorm(self.projector)
+        self.student = Student(self.model, self.projector, self.probe, cfg.aug.global_views)
+        self.opt = torch.optim.AdamW(
+            [{"params": list(self.model.parameters()) + list(self.projector.parameters())},
+             {"params": list(self.probe.parameters()), "lr": cfg.probe_lr, "weight_decay": cfg.probe_weight_decay}],
+            lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
+        self.step, self.epoch = 0, 0
+        self.wandb_id = None
+        self._maybe_resume()
+
+        self.step_module: nn.Module = self.student
+        if self.setup.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if cfg.compile and dev.type == "cuda":
+            self.step_module = torch.compile(self.step_module)
+        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + self.setup.rank + 1000 * self.epoch)
+
+    # ----------------------------------------------------------------- checkpoints
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out) / self.cfg.run
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        out.update({f"probe.{k}": v for k, v in self.probe.state_dict().items()})
+        out.update(_optimizer_tensors(self.opt))
+        return out
+
+    def save(self, name: str, with_state: bool, dtype=None) -> Path:
+        return save_checkpoint(
+            self.run_dir / name, self.model, run_config=self.cfg.flat(), step=self.step, epoch=self.epoch,
+            extra_tensors=self._state_tensors() if with_state else None, dtype=dtype,
+            extra_info={"run": self.cfg.run, "wandb_id": self.wandb_id, "objective": self.cfg.objective})
+
+    def _maybe_resume(self) -> None:
+        last = self.run_dir / "last"
+        if not (last / "checkpoint.json").exists():
+            return
+        info, weights, state = read_checkpoint(last)
+        if info.get("run_config") != self.cfg.flat():
+            raise UserError("a checkpoint of this run with a different config exists; "
+                            "use the same options, another --name, or delete the folder", path=last)
+        dev = self.setup.device
+        self.model.load_state_dict(weights)
+        self.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
+        self.probe.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("probe.")})
+        _load_optimizer(self.opt, {k: v.to(dev) if k.endswith(("exp_avg", "exp_avg_sq")) else v
+                                   for k, v in state.items() if k.startswith("opt.")})
+        self.step, self.epoch, self.wandb_id = info["step"], info["epoch"], info.get("wandb_id")
+        if self.setup.main:
+            print(f"resuming {self.cfg.run} from {last} (epoch {self.epoch}, step {self.step})", flush=True)
+
+    # ----------------------------------------------------------------- one step
+    def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+        cfg, a = self.cfg, self.cfg.aug
+        self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
+        labels = self.train_y[idx]
+        glob, loc = make_views(self.train_x[idx], a, self.aug_gen)
+        dev_type = self.setup.device.type
+        with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
+            z, probe_logits = self.step_module(glob, loc)
+        z = z.view(a.global_views + a.local_views, len(idx), -1)
+        metrics = {}
+        if cfg.objective == "lejepa":
+            dirs = objectives.random_directions(z.shape[-1], cfg.num_slices, cfg.seed * 1_000_003 + self.step,
+                                                self.setup.device)
+            parts = objectives.lejepa_loss(z, dirs, cfg.lam, a.global_views, cfg.knots, cfg.t_max)
+            loss = parts["loss"]
+            metrics.update({"train/sigreg": parts["sigreg"].detach(), "train/inv": parts["inv"].detach()})
+        else:
+            loss = objectives.info_nce(z, cfg.temperature)
+            metrics["train/infonce"] = loss.detach()
+        probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
+        self.opt.zero_grad(set_to_none=True)
+        (loss + probe_loss).backward()
+        self.opt.step()
+        metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
+        return metrics
+
+    @torch.no_grad()
+    def probe_test_accuracy(self) -> torch.Tensor:
+        self.model.eval()
+        correct = torch.zeros((), device=self.setup.device)
+        dev_type = self.setup.device.type
+        for i in range(0, len(self.test_x), 1000):
+            x = normalize(self.test_x[i:i + 1000])
+            with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
+                logits = self.probe(self.model(x).float())
+            correct += (logits.argmax(1) == self.test_y[i:i + 1000]).sum()
+        self.model.train()
+        return correct / len(self.test_x)
+
+    # ----------------------------------------------------------------- the run
+    def _init_wandb(self):
+        if not (self.cfg.wandb and self.setup.main):
+            return None
+        import wandb
+
+        if self.wandb_id is None:
+            self.wandb_id = f"{self.cfg.run}-{int(time.time())}"
+        return wandb.init(project="lejepa-c100", name=self.cfg.run, id=self.wandb_id, dir=self.cfg.wandb_dir,
+                          mode="offline", config=self.cfg.flat(), resume="allow",
+                          settings=wandb.Settings(console="off", x_disable_stats=True))
+
+    def fit(self) -> dict:
+        cfg, s = self.cfg, self.setup
+        run = self._init_wandb()
+        total_steps = cfg.epochs * self.steps_per_epoch
+        n_params = count_params(self.model)
+        if s.main:
+            print(f"{cfg.run}: {n_params / 1e6:.2f}M backbone params, {len(self.train_x)} train images, "
+                  f"{self.steps_per_epoch} steps/epoch, {cfg.epochs} epochs, world {s.world}, device {s.device}",
+                  flush=True)
+        started = time.time()
+        pending: list[tuple[int, float, dict]] = []  # (step, lr, metrics still on the device)
+
+        def flush():
+            if not pending:
+                return
+            keys = sorted(pending[0][2])
+            values = torch.stack([torch.stack([m[k].float() for k in keys]) for _, _, m in pending]).cpu()
+            if run is not None:
+                for (step, lr, _), row in zip(pending, values.tolist()):
+                    run.log({**dict(zip(keys, row)), "train/lr": lr}, step=step)
+            pending.clear()
+
+        summary = {}
+        while self.epoch < cfg.epochs:
+            epoch_start = time.time()
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
+            order = torch.randperm(len(self.train_x), generator=gen)
+            take = order[: self.steps_per_epoch * cfg.batch_size][s.rank::s.world].to(s.device)
+            for i in range(self.steps_per_epoch):
+                lr = _lr_at(cfg, self.step, total_steps, self.steps_per_epoch)
+                pending.append((self.step, lr, self._train_step(take[i * self.local_bs:(i + 1) * self.local_bs], lr)))
+                self.step += 1
+                if len(pending) >= cfg.log_every:
+                    flush()
+            flush()
+            self.epoch += 1
+            acc = self.probe_test_accuracy().item()
+            secs = time.time() - epoch_start
+            if run is not None:
+                run.log({"epoch": self.epoch, "probe/test_acc": acc,
+                         "perf/images_per_s": self.steps_per_epoch * cfg.batch_size / secs}, step=self.step - 1)
+            if s.main:
+                print(f"{cfg.run} epoch {self.epoch}/{cfg.epochs} probe/test_acc {acc:.4f} "
+                      f"({secs:.1f}s, {self.steps_per_epoch * cfg.batch_size / secs:.0f} img/s)", flush=True)
+            out_of_time = cfg.time_limit_min and (time.time() - started) > 60 * cfg.time_limit_min
+            if s.main and (self.epoch % cfg.ckpt_every == 0 or out_of_time or self.epoch == cfg.epochs):
+                self.save("last", with_state=True)
+            if out_of_time and self.epoch < cfg.epochs:
+                if s.main:
+                    print(f"{cfg.run}: time limit reached at epoch {self.epoch}; run the same command to resume",
+                          flush=True)
+                if run is not None:
+                    run.finish()
+                return {"stopped_early": True, "epoch": self.epoch}
+        wall = time.time() - started
+        if s.main:
+            self.save("final", with_state=False, dtype=torch.bfloat16)
+            summary = self.final_probe()
+            summary.update({"train/wall_s": wall, "train/params_backbone": n_params,
+                            "train/epochs_done": self.epoch})
+            if s.device.type == "cuda":
+                summary["gpu/max_memory_gib"] = torch.cuda.max_memory_allocated(s.device) / 2 ** 30
+            if run is not None:
+                run.summary.update(summary)
+                run.finish()
+            print(f"{cfg.run}: final probe top1 {summary['final_probe/test_top1']:.4f} "
+                  f"top5 {summary['final_probe/test_top5']:.4f}", flush=True)
+        if dist.is_initialized():
+            dist.barrier()
+        return summary
+
+    def final_probe(self) -> dict:
+        dev = self.setup.device
+        tr = extract_features(self.model, self.train_x, dev)
+        te = extract_features(self.model, self.test_x, dev)
+        res = linear_probe(tr, self.train_y.cpu(), te, self.test_y.cpu(), device=dev)
+        return {"final_probe/test_top1": res["top1"], "final_probe/test_top5": res["top5"]}
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
