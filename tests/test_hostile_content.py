@@ -327,3 +327,25 @@ caption: '{XSS}'
     chart_json = [json.loads(t) for a, t in scan(page).scripts if a.get("type") == "application/json"]
     assert chart_json[0]["title"] == "</script><script>alert(5)</script>"  # kept as data, escaped as JSON
     assert scan(page).titles[0].startswith("</title>" + XSS)  # the <title> shows the text itself
+
+
+WRONG_TYPES = {
+    "height": "tall",
+    "smoothing": "high",
+    "log_y": "maybe",
+    "y": "{a: 1}",
+    "title": "[1, 2]",
+    "source": "[runs/r/history.csv]",
+}
+
+
+@pytest.mark.parametrize("option", sorted(WRONG_TYPES))
+def test_chart_option_of_the_wrong_type(site, option):
+    spec = {"source": "runs/r/history.csv", "y": "train/loss", option: WRONG_TYPES[option]}
+    body = "```chart\n" + "".join(f"{k}: {v}\n" for k, v in spec.items()) + "```"
+    if option == "title":  # any YAML value is shown as text
+        write(site, {"content/b.md": chapter(body, "B", 2)})
+        rc, _, err = build(site)
+        assert rc == 0, err
+        return
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", option)
