@@ -244,7 +244,7 @@ def test_same_rows_through_the_online_row_converter_give_the_same_csv(main_expor
     assert online_csv == offline_part
 
 
-@pytest.mark.parametrize("damage", ["truncated", "corrupted", "garbage", "empty-file"])
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])  # more shapes of damage: test_hostile_runs.py
 def test_damaged_wandb_file_is_a_one_line_error_and_exports_stay(damage, runs, main_export, tmp_path, capsys):
     out = tmp_path / "runs"
     shutil.copytree(main_export.parent, out)
@@ -252,15 +252,11 @@ def test_damaged_wandb_file_is_a_one_line_error_and_exports_stay(damage, runs, m
     run_dir = tmp_path / runs["main"].name
     run_dir.mkdir()
     data = next(runs["main"].glob("run-*.wandb")).read_bytes()
+    middle = len(data) // 2
     if damage == "truncated":
-        data = data[: len(data) // 2]
-    elif damage == "corrupted":
-        middle = len(data) // 2
-        data = data[:middle] + bytes(b ^ 0x5A for b in data[middle:middle + 200]) + data[middle + 200:]
-    elif damage == "garbage":
-        data = b"this is not a wandb file" * 50
+        data = data[:middle]
     else:
-        data = b""
+        data = data[:middle] + bytes(b ^ 0x5A for b in data[middle:middle + 200]) + data[middle + 200:]
     (run_dir / "run-damaged.wandb").write_bytes(data)
     capsys.readouterr()
     assert fetch(str(run_dir), "--out", str(out), "--name", "lejepa-test") == 1

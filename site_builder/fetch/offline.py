@@ -107,10 +107,14 @@ def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
 
 def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
     """Read one .wandb file: history rows, config, summary and provenance."""
-    records_proc = _inspect(run_file)
-    summary_proc = _inspect(run_file, "--summary")
-    records, warnings = _finish(records_proc, run_file, allow_incomplete)
-    summary_out, _ = _finish(summary_proc, run_file, allow_incomplete)
+    procs = [_inspect(run_file), _inspect(run_file, "--summary")]  # in parallel: two cores, two readers
+    try:
+        (records, warnings), (summary_out, _) = [_finish(p, run_file, allow_incomplete) for p in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
     rows: list[dict[str, Any]] = []
     header = None
