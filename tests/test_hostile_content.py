@@ -349,3 +349,14 @@ def test_chart_option_of_the_wrong_type(site, option):
         assert rc == 0, err
         return
     assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", option)
+
+
+def test_debug_shows_the_traceback(site):
+    """The same bad input with --debug: the exception propagates (a traceback), dist/ still unchanged."""
+    from site_builder.errors import UserError
+
+    before = snapshot(site / "dist")
+    write(site, {"content/b.md": "---\ntitle: [unclosed\n---\n"})
+    with pytest.raises(UserError, match="front matter"):
+        build(site, "--debug")
+    assert snapshot(site / "dist") == before
