@@ -23,6 +23,21 @@ def test_pca_rgb_colours_the_dominant_direction_in_red():
     assert (left.min() > 200 and right.max() < 55) or (right.min() > 200 and left.max() < 55)
 
 
+def test_pca_rgb_shows_structure_inside_each_image_not_differences_between_images():
+    # The two images differ by a large offset along dim 0; inside each, left and right halves differ
+    # along dim 2. A PCA per image colours the halves apart; a PCA over the panel would paint each
+    # image one flat colour.
+    g = torch.Generator().manual_seed(0)
+    feats = 0.1 * torch.randn(2, 4, 4, 8, generator=g)
+    feats[0, ..., 0] += 100
+    feats[1, ..., 0] -= 100
+    feats[:, :, :2, 2] += 1
+    feats[:, :, 2:, 2] -= 1
+    red = figures.pca_rgb(feats.reshape(2, 16, 8))[..., 0].astype(int)
+    for image in red:
+        assert abs(image[:, :2].mean() - image[:, 2:].mean()) > 200
+
+
 def test_pca_rgb_is_deterministic_and_rejects_non_square_grids():
     feats = torch.randn(3, 64, 16, generator=torch.Generator().manual_seed(1))
     assert np.array_equal(figures.pca_rgb(feats), figures.pca_rgb(feats.clone()))

@@ -223,7 +223,7 @@ def _panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], l
         _, patches = model.forward_features(x)
         pca = figures.pca_rgb(patches.float())
         files[f"pca_{res}.json"] = _compact_json({
-            "title": f"PCA of last-layer patch features, {res}x{res} input (top 3 components as RGB)",
+            "title": f"PCA of each image's last-layer patch features, {res}x{res} input (top 3 components as RGB)",
             "columns": 6,  # three (input, PCA) pairs per row
             "panels": figures.image_panels(names, shown, pca, "PCA"),
         })

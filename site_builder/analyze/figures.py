@@ -25,28 +25,33 @@ def round_sig(values, digits: int = DIGITS) -> list:
 def pca_rgb(features: torch.Tensor) -> np.ndarray:
     """`[B, N, D]` patch features of B images on a square grid -> `[B, g, g, 3]` uint8 colours.
 
-    One PCA is fitted to the patches of all B images together, so a colour means the same direction in
-    feature space on every image of the panel. Each of the top three components becomes one of red,
-    green and blue, scaled from its 1st to its 99th percentile over the panel. The sign of each
-    component is fixed (largest loading positive) so that re-runs give the same colours.
+    A PCA is fitted to each image's own patches, so the colours show how the model divides that image
+    into parts (a PCA over the whole panel would spend its components on telling the images apart and
+    paint each image almost flat). The top three components become red, green and blue, each scaled
+    from its 1st to its 99th percentile over the image's patches. The sign of each component is fixed
+    (largest loading positive) so that re-runs give the same colours.
     """
-    b, n, d = features.shape
+    b, n, _ = features.shape
     grid = math.isqrt(n)
     if grid * grid != n:
         raise ValueError(f"{n} patches do not form a square grid")
-    x = features.reshape(b * n, d).double()
+    return np.stack([_pca_rgb_one(f).reshape(grid, grid, 3) for f in features.double()])
+
+
+def _pca_rgb_one(x: torch.Tensor) -> np.ndarray:
+    """`[N, D]` -> `[N, 3]` uint8: top three principal components of the rows, scaled to 0-255."""
     x = x - x.mean(dim=0)
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    components = vh[:3]  # [3, D]
+    components = vh[:3]  # [<=3, D]
     signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
-    scores = x @ (components * signs).T  # [B*N, 3]
+    scores = x @ (components * signs).T
     lo = torch.quantile(scores, 0.01, dim=0)
     hi = torch.quantile(scores, 0.99, dim=0)
     scaled = ((scores - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-    rgb = (scaled * 255).round().to(torch.uint8).reshape(b, grid, grid, -1)
-    if rgb.shape[-1] < 3:  # fewer than three components (tiny feature width): pad with black
-        rgb = torch.cat([rgb, torch.zeros(b, grid, grid, 3 - rgb.shape[-1], dtype=torch.uint8)], dim=-1)
-    return rgb.cpu().numpy()
+    rgb = (scaled * 255).round().to(torch.uint8).cpu().numpy()
+    if rgb.shape[1] < 3:  # fewer than three components (tiny feature width): pad with black
+        rgb = np.concatenate([rgb, np.zeros((len(rgb), 3 - rgb.shape[1]), dtype=np.uint8)], axis=1)
+    return rgb
 
 
 def singular_spectrum(embeddings: torch.Tensor) -> np.ndarray:
