@@ -70,7 +70,8 @@ class FakeWandb(BaseHTTPRequestHandler):
         else:
             data = {"project": {"run": {
                 "id": "UnVuOjE=", "name": "abc123", "displayName": "online-run", "state": "finished",
-                "config": json.dumps({"lr": {"value": 0.1}, "model": {"value": {"depth": 4}}, "_wandb": {"value": {}}}),
+                "config": json.dumps({"lr": {"value": 0.1}, "model": {"value": {"depth": 4}}, "_wandb": {"value": {}},
+                                      "cmd": {"value": f"train.py --key {API_KEY}"}}),
                 "summaryMetrics": json.dumps({"final_probe/test_top1": 0.375}), "historyKeys": {"lastStep": ROWS - 1},
                 "historyLineCount": ROWS, "createdAt": "2026-11-25T10:00:00", "tags": [], "projectId": "1",
                 "user": {"name": "u", "username": "u"}, "systemMetrics": "{}",
@@ -133,7 +134,7 @@ def test_online_run_is_exported_with_every_row_through_a_429(server, tmp_path):
                 assert cell == "nan"
             else:
                 assert float(cell) == expected[name]
-    assert json.loads((out / "config.json").read_text()) == {"lr": 0.1, "model/depth": 4}
+    assert json.loads((out / "config.json").read_text()) == {"lr": 0.1, "model/depth": 4, "cmd": "[redacted]"}
     assert json.loads((out / "summary.json").read_text()) == {"final_probe/test_top1": 0.375}
     meta = json.loads((out / "meta.json").read_text())
     assert (meta["source"], meta["source_kind"], meta["rows"], meta["state"]) == ("ent/proj/abc123", "online", ROWS, "finished")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from importlib.metadata import version
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import orjson
@@ -28,7 +28,6 @@ from site_builder.fetch.run_data import RunData
 from site_builder.fsutil import exclusive_lock, json_bytes, staged_dir, write_bytes_atomic
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-DATA_FILES = ("history.csv", "history.json", "config.json", "summary.json")
 INDEX_FIELDS = ("run_name", "run_id", "source", "state", "start_time", "rows", "columns")
 
 
@@ -45,7 +44,7 @@ def folder_name(run: RunData, name: str | None) -> str:
 def render(run: RunData, keys: list[str] | None) -> tuple[dict[str, bytes], dict]:
     """The data files' bytes and meta.json's content (without its fetch time)."""
     table = history_table(run.rows, run.where, keys)
-    secrets = [os.environ.get("WANDB_API_KEY", "")]
+    secrets = [os.environ.get("WANDB_API_KEY", ""), *run.secrets]
     config, redacted_config = config_dict(run.config, run.where, secrets)
     summary, redacted_summary = summary_dict(run.summary, run.where, secrets)
     files = {

@@ -136,7 +136,7 @@ def read_online_run(run_path: str, retries: int = RETRIES, progress: Callable[[i
     return RunData(
         rows=rows(),
         config=dict(run.config),
-        summary=dict(getattr(run.summary, "_json_dict", None) or run.summary),
+        summary=dict(run.summary_metrics),
         where=run_path,
         source=run_path,
         kind="online",
@@ -146,4 +146,5 @@ def read_online_run(run_path: str, retries: int = RETRIES, progress: Callable[[i
         entity=run.entity,
         state=run.state or "unknown",
         start_time=str(getattr(run, "created_at", "") or ""),
+        secrets=[api.api_key or ""],
     )

@@ -27,3 +27,5 @@ class RunData:
     logged_with_wandb: str = ""
     """wandb version that wrote the run (offline files record it), "" where unknown."""
     warnings: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list, repr=False)
+    """Credentials in use (the API key) that must never be written out; see history.redact."""
