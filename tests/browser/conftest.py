@@ -71,8 +71,10 @@ def serve():
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API allows one running instance per thread, and
+    tests elsewhere (e.g. tests/test_analyze_command.py) start their own after these modules finish."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
