@@ -147,14 +147,15 @@ def test_404_page_works_at_any_depth_under_the_sub_path(pages_site, browser_page
 
 
 @pytest.mark.skipif(not AXE.exists(), reason="axe-core not installed (npm ci)")
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_serious_accessibility_violations(pages_site, browser_page, scheme):
+@pytest.mark.parametrize("scheme, viewport", [("light", (1280, 900)), ("dark", (390, 844))])
+def test_no_serious_accessibility_violations(pages_site, browser_page, scheme, viewport):
     found = {}
     for name in ("index.html", "chapter.html", "missing.html"):
-        visit = browser_page(pages_site + name)
+        visit = browser_page(pages_site + name, viewport=viewport)
         page = visit.page
         page.emulate_media(color_scheme=scheme)
         page.wait_for_selector(".pagefind-ui__search-input")
+        page.evaluate("document.fonts.ready")
         page.add_script_tag(path=str(AXE))
         violations = page.evaluate(
             "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
