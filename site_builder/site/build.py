@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import site_builder
@@ -62,11 +61,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     project = Project(root, load_config(root))
     out = Path(out).resolve() if out else root / "dist"
     base_url = base_url if base_url is not None else project.config.base_url
-    options = {
-        "base_url": base_url,
-        "site_builder": site_builder.__version__,
-        **{package: version(package) for package in ("pykatex", "plotly", "markdown-it-py", "mdit-py-plugins", "pygments")},
-    }
+    options = {"base_url": base_url, "site_builder": site_builder.__version__}
     fingerprint = Fingerprint(project, options)
     if not force and fingerprint.up_to_date(out):
         return BuildResult(out, [], skipped=True, seconds=time.perf_counter() - start)
