@@ -57,7 +57,7 @@ def test_line_chart_json_and_full_csv(built_fixture_site):
 def test_sparse_metrics_and_several_runs(built_fixture_site):
     runs = figures_in((built_fixture_site / "chapter.html").read_text())[1]
     a, b = runs["traces"]
-    assert a["name"] == "A · probe/test_acc" and b["name"] == "B · probe/test_acc"
+    assert a["name"] == "A" and b["name"] == "B"  # one column: the legend names the runs
     # logged every 500 steps: 3000 steps -> 6 points, 1200 steps -> 3 points
     assert a["x"] == [0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
     assert a["y"] == pytest.approx([0.1 + 0.05 * k for k in range(6)])

@@ -109,7 +109,7 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
             xs, ys = _plottable(x, columns[y_name])
             if spec["type"] == "line":
                 xs, ys = downsample(xs, ys, MAX_POINTS)
-            name = f"{label} · {y_name}" if label else y_name
+            name = _trace_name(label, y_name, len(y_names))
             traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
         tables.append((label, columns))
     return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, y_names, tables))
@@ -145,9 +145,16 @@ def _bar_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
             if any(v is not None and not isinstance(v, (int, float)) for _, v in pairs):
                 raise UserError(f"chart: column '{y_name}' in {rel} is not numeric")
             pairs = [(x, float(v)) for x, v in pairs if v is not None and math.isfinite(v)]
-            name = f"{label} · {y_name}" if label else y_name
+            name = _trace_name(label, y_name, len(y_names))
             traces.append({"name": name, "x": [x for x, _ in pairs], "y": [v for _, v in pairs]})
     return ChartResult(_figure(spec, traces), csv=out.getvalue().encode())
+
+
+def _trace_name(run: str, column: str, n_columns: int) -> str:
+    """The legend entry: the column for one run, the run for one column, both otherwise."""
+    if not run:
+        return column
+    return run if n_columns == 1 else f"{run} · {column}"
 
 
 def _plottable(x: Column, y: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +255,9 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
             trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}", name=str(panel.get("title", "")))
             traces.append(trace)
             layout[f"xaxis{axis}"] = {
-                "title": {"text": str(panel.get("title", ""))},
+                "title": {"text": str(panel.get("title", "")), "font": {"size": 11}},
                 "side": "top",
+                "ticks": "",
                 "showticklabels": False,
                 "showgrid": False,
                 "zeroline": False,
