@@ -55,7 +55,7 @@ def _third_party_files() -> list[Path]:
     Plotly JS that is shipped, and the __init__.py holding the markdown and highlighting libraries'
     versions. Located with find_spec, which is ~100x cheaper than importlib.metadata.version."""
     files = []
-    for module, rel in (("pykatex", ""), ("plotly", "package_data/plotly.min.js"), ("markdown_it", ""), ("mdit_py_plugins", ""), ("pygments", "")):
+    for module, rel in (("pykatex", ""), ("plotly", "package_data/plotly.min.js"), ("markdown_it", ""), ("mdit_py_plugins", ""), ("pygments", ""), ("pagefind_bin", "pagefind")):  # pagefind: issue 7
         spec = importlib.util.find_spec(module)
         if spec is not None and spec.origin:
             origin = Path(spec.origin)
