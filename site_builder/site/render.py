@@ -36,12 +36,16 @@ from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
 
 
-_SCRIPT_UNSAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+# (character, its JSON escape): inside a <script> element these could close it or confuse parsers
+_SCRIPT_UNSAFE = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029")]
 
 
 def json_for_script(obj) -> str:
     """JSON that is safe inside <script type="application/json"> whatever strings it holds."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode().translate(_SCRIPT_UNSAFE)
+    data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    for raw, escaped in _SCRIPT_UNSAFE:  # bytes.replace: much faster than str.translate on large figures
+        data = data.replace(raw, escaped)
+    return data.decode()
 
 
 def _fmt(value, spec: str, where: str) -> str:
