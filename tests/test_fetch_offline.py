@@ -12,6 +12,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,21 @@ def _make_run(root: Path, name: str, rows, config=None, summary=None, run_id=Non
     return max(p for p in (root / "wandb").glob("offline-run-*") if p.name.endswith(run.id))
 
 
+KILLED_RUN = """
+import os, sys, wandb
+run = wandb.init(mode="offline", dir=sys.argv[1], project="fetch-tests", name="killed",
+                 settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
+for step in range(50):
+    run.log({"loss": step / 2}, step=step)
+os.kill(os.getpid(), 9)  # a training killed mid-run (OOM, pre-emption): no exit record
+"""
+
+
+def _make_killed_run(root: Path) -> Path:
+    subprocess.run([sys.executable, "-c", KILLED_RUN, str(root)], env=dict(os.environ), capture_output=True)
+    return next((root / "wandb").glob("offline-run-*"))
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty."""
@@ -93,6 +110,7 @@ def runs(tmp_path_factory):
         resumed = tmp_path_factory.mktemp("wandb-resumed")
         made["resumed"] = _make_run(resumed, "resumed", [(s, {"loss": float(s)}) for s in range(40)], run_id="res-1")
         _make_run(resumed, "resumed", [(s, {"loss": 1000.0 + s}) for s in range(25, 60)], run_id="res-1")
+        made["killed"] = _make_killed_run(tmp_path_factory.mktemp("wandb-killed"))
         made["root"] = root / "wandb"
         yield made
     finally:
@@ -265,13 +283,17 @@ def test_damaged_wandb_file_is_a_one_line_error_and_exports_stay(damage, runs, m
     assert tree(out) == before
 
 
-def test_allow_incomplete_exports_the_records_before_the_cut(runs, tmp_path):
-    data = next(runs["main"].glob("run-*.wandb")).read_bytes()
-    damaged = tmp_path / "run-cut.wandb"
-    damaged.write_bytes(data[: len(data) // 2])
-    assert fetch(str(damaged), "--out", str(tmp_path / "runs"), "--allow-incomplete") == 0
-    meta = json.loads((tmp_path / "runs" / "lejepa-test" / "meta.json").read_text())
-    assert 0 < meta["rows"] < STEPS and meta["warnings"]
+def test_a_killed_run_needs_allow_incomplete(runs, tmp_path, capsys):
+    """A run killed mid-way leaves a clean file without an exit record: refused unless asked for."""
+    out = tmp_path / "runs"
+    assert fetch(str(runs["killed"]), "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "no exit record" in err and err.count("\n") == 1 and not out.exists()
+    assert fetch(str(runs["killed"]), "--out", str(out), "--allow-incomplete") == 0
+    table = list(csv.reader(open(out / "killed" / "history.csv")))
+    loss = table[0].index("loss")
+    assert 0 < len(table) - 1 <= 50 and all(float(r[loss]) == int(r[0]) / 2 for r in table[1:])
+    assert json.loads((out / "killed" / "meta.json").read_text())["warnings"]
 
 
 def test_a_resumed_run_is_joined_from_its_segments(runs, tmp_path):

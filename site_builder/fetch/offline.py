@@ -118,13 +118,25 @@ def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
 
     rows: list[dict[str, Any]] = []
     header = None
+    exited = False
     for line in records.splitlines():
         if b'"type":"history"' in line:
             rows.append(orjson.loads(line)["history"]["item"])
         elif header is None and b'"type":"header"' in line:
             header = orjson.loads(line)["header"]
+        elif b'"type":"exit"' in line:
+            exited = True
     if header is None:
         raise UserError("not a wandb run log (no header record); is the file empty?", path=run_file)
+    if not exited:
+        # A file cut between two records reads cleanly; only the missing exit record tells.
+        if not allow_incomplete:
+            raise UserError(
+                "the .wandb file has no exit record: it was cut short, the run was killed, or it is still "
+                "running; wait for it to finish, or --allow-incomplete exports the records it has",
+                path=run_file,
+            )
+        warnings.append("no exit record (run cut short, killed or still running)")
     try:
         info = orjson.loads(summary_out)
         producer = header.get("version_info", {}).get("producer", "")
