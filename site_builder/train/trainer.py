@@ -198,7 +198,7 @@ class Trainer:
             self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
         if cfg.compile and dev.type == "cuda":
             self.step_module = torch.compile(self.step_module)
-        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + self.setup.rank + 1000 * self.epoch)
+        self.aug_gen = torch.Generator(device=dev)
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -312,6 +312,8 @@ class Trainer:
         summary = {}
         while self.epoch < cfg.epochs:
             epoch_start = time.time()
+            # Every epoch's randomness derives from (seed, epoch, rank), so a resumed run repeats an uninterrupted one.
+            self.aug_gen.manual_seed(cfg.seed * 7919 + 1000 * self.epoch + s.rank)
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
             order = torch.randperm(len(self.train_x), generator=gen)
             take = order[: self.steps_per_epoch * cfg.batch_size][s.rank::s.world].to(s.device)

@@ -1,0 +1,111 @@
+"""`site_builder train` end to end on the CPU with a tiny config: wandb offline logging read back by our
+fetch stage, checkpoints, resume that repeats an uninterrupted run exactly, DDP with two gloo
+processes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from site_builder import cli  # noqa: E402
+from site_builder.train.checkpoint import load_model, read_checkpoint  # noqa: E402
+from tests.test_train_data import make_shards  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cifar")
+    md5s = {"train": make_shards(folder, "train", 2, 64, seed=0), "test": make_shards(folder, "test", 1, 40, seed=1)}
+    return folder, [f"--md5=train={md5s['train']}", f"--md5=test={md5s['test']}"]
+
+
+def train_args(data, md5_args, out, name="lejepa-nano-c100", *extra):
+    return ["train", "--name", name, "--data", str(data), *md5_args, "--tiny", "--device", "cpu",
+            "--batch-size", "64", "--epochs", "2", "--out", str(out), "--log-every", "3", *extra]
+
+
+def run_cli(args, cwd: Path, torchrun: int = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    prefix = [sys.executable, "-m", "site_builder"]
+    if torchrun:
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun),
+                  "-m", "site_builder"]
+    return subprocess.run(prefix + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_run_logs_the_site_metrics_to_wandb_offline_and_fetch_exports_them(tiny_data, tmp_path, monkeypatch):
+    data, md5 = tiny_data
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert cli.main(train_args(data, md5, tmp_path / "ck") + ["--wandb-dir", str(tmp_path)]) == 0
+    offline = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    assert cli.main(["fetch", str(offline[0]), "--out", str(tmp_path / "exports")]) == 0
+    run_dir = tmp_path / "exports" / "lejepa-nano-c100"
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * (128 // 64)  # one row per step
+    for key in ("train/loss", "train/sigreg", "train/inv", "train/lr", "probe/train_loss", "epoch", "probe/test_acc"):
+        assert key in rows[0], key
+    assert [r["epoch"] for r in rows if r["epoch"]] == ["1", "2"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 <= summary["final_probe/test_top1"] <= summary["final_probe/test_top5"] <= 1
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train/lam"] == 0.02 and config["model/depth"] == 1 and config["aug/local_views"] == 6
+    model, info = load_model(tmp_path / "ck" / "lejepa-nano-c100" / "final")
+    assert info["epoch"] == 2 and info["run_config"] == config | {k: v for k, v in info["run_config"].items()
+                                                                   if k not in config}
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny_data, tmp_path):
+    data, md5 = tiny_data
+    assert cli.main(train_args(data, md5, tmp_path / "a", "lejepa-nano-c100", "--no-wandb")) == 0
+    stop_after_one_epoch = ["--no-wandb", "--time-limit-min", "1e-9"]
+    assert cli.main(train_args(data, md5, tmp_path / "b", "lejepa-nano-c100", *stop_after_one_epoch)) == 0
+    assert not (tmp_path / "b" / "lejepa-nano-c100" / "final").exists()
+    assert read_checkpoint(tmp_path / "b" / "lejepa-nano-c100" / "last")[0]["epoch"] == 1
+    assert cli.main(train_args(data, md5, tmp_path / "b", "lejepa-nano-c100", "--no-wandb")) == 0
+    _, wa, _ = read_checkpoint(tmp_path / "a" / "lejepa-nano-c100" / "final")
+    _, wb, _ = read_checkpoint(tmp_path / "b" / "lejepa-nano-c100" / "final")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_resume_refuses_a_different_config(tiny_data, tmp_path, capsys):
+    data, md5 = tiny_data
+    args = train_args(data, md5, tmp_path, "lejepa-nano-c100", "--no-wandb", "--time-limit-min", "1e-9")
+    assert cli.main(args) == 0
+    assert cli.main(args + ["--lr", "0.5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different config" in err[0] and "last" in err[0]
+
+
+def test_ddp_with_two_gloo_processes(tiny_data, tmp_path):
+    data, md5 = tiny_data
+    proc = run_cli(train_args(data, md5, tmp_path / "ck", "infonce-nano-c100", "--no-wandb"), tmp_path, torchrun=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world 2" in proc.stdout and "final probe top1" in proc.stdout
+    model, info = load_model(tmp_path / "ck" / "infonce-nano-c100" / "final")
+    assert info["step"] == 2 * (128 // 64) and info["run_config"]["train/objective"] == "infonce"
+
+
+def test_bad_input_is_one_line(tiny_data, tmp_path, capsys):
+    data, md5 = tiny_data
+    assert cli.main(train_args(data, ["--md5=train=" + "0" * 32], tmp_path, "x", "--objective", "lejepa")) == 1
+    assert cli.main(train_args(data, md5, tmp_path, "my-run")) == 1  # not a preset, no --objective
+    assert cli.main(train_args(tmp_path / "missing", md5, tmp_path)) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3
+    assert "md5 of the train images" in lines[0] and str(data) in lines[0]
+    assert "--objective" in lines[1]
+    assert "does not exist" in lines[2]

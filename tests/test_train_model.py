@@ -1,0 +1,134 @@
+"""ViT-nano with 2D RoPE, objectives and augmentations: behaviour checked against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from site_builder.train import objectives  # noqa: E402
+from site_builder.train.augment import AugConfig, gaussian_blur, make_views, random_resized_crop  # noqa: E402
+from site_builder.train.model import ViT, ViTConfig, _rope_angles, apply_rope  # noqa: E402
+
+SMALL = ViTConfig(width=32, depth=2, heads=2, mlp_ratio=2.0)
+
+
+def test_same_weights_run_at_32_and_64_pixels():
+    torch.manual_seed(0)
+    model = ViT(SMALL).eval()
+    for size, tokens in ((32, 64), (64, 256)):
+        cls, patches = model.forward_features(torch.randn(3, 3, size, size))
+        assert cls.shape == (3, 32) and patches.shape == (3, tokens, 32)
+        maps = model.attention_maps(torch.randn(2, 3, size, size))
+        assert maps.shape == (2, 2, 2, tokens + 1, tokens + 1)
+        assert torch.allclose(maps.sum(-1), torch.ones(2, 2, 2, tokens + 1), atol=1e-5)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        model(torch.randn(1, 3, 30, 30))
+
+
+def test_explicit_attention_path_matches_the_fused_one():
+    torch.manual_seed(1)
+    model = ViT(SMALL).eval()
+    x = torch.randn(2, 3, 32, 32)
+    h, cos, sin = model._embed(x)
+    for block in model.blocks:
+        fused = block(h, cos, sin)
+        explicit, _ = block.forward_with_attention(h, cos, sin)
+        assert torch.allclose(fused, explicit, atol=1e-5)
+        h = fused
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    """q.k after rotation is the same for two patch pairs with the same (row, col) offset."""
+    torch.manual_seed(2)
+    grid, head_dim = 6, 16
+    angles = _rope_angles(grid, grid, head_dim, 100.0, "cpu")
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+
+    def score(pos_q, pos_k):
+        tokens = torch.zeros(1, 1, 1 + grid * grid, head_dim)
+        tokens[0, 0, 1 + pos_q[0] * grid + pos_q[1]] = q
+        rq = apply_rope(tokens, angles.cos(), angles.sin())[0, 0, 1 + pos_q[0] * grid + pos_q[1]]
+        tokens = torch.zeros(1, 1, 1 + grid * grid, head_dim)
+        tokens[0, 0, 1 + pos_k[0] * grid + pos_k[1]] = k
+        rk = apply_rope(tokens, angles.cos(), angles.sin())[0, 0, 1 + pos_k[0] * grid + pos_k[1]]
+        return float(rq @ rk)
+
+    assert score((1, 2), (3, 1)) == pytest.approx(score((2, 4), (4, 3)), abs=1e-4)
+    assert score((0, 0), (0, 0)) == pytest.approx(float(q @ k), abs=1e-4)  # no offset: no rotation effect
+    assert abs(score((0, 0), (0, 3)) - score((0, 0), (3, 0))) > 1e-3  # rows and columns are distinct
+
+
+def epps_pulley_reference(u: np.ndarray) -> float:
+    """N * integral over R of |ecf(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt, in float64 on a fine grid."""
+    t = np.linspace(-8, 8, 8001)
+    ecf = np.exp(1j * np.outer(t, u)).mean(1)
+    integrand = np.abs(ecf - np.exp(-t ** 2 / 2)) ** 2 * np.exp(-t ** 2 / 2)
+    return len(u) * np.trapezoid(integrand, t)
+
+
+def test_sigreg_matches_a_float64_integral_and_separates_gaussian_from_collapse():
+    torch.manual_seed(3)
+    gauss = torch.randn(1, 512, 8)
+    direction = torch.zeros(8, 1)
+    direction[0] = 1.0
+    for z in (gauss, gauss * 0.3 + 1.0):
+        ours = objectives.sigreg(z, direction).item()
+        ref = epps_pulley_reference(z[0, :, 0].double().numpy())
+        assert ours == pytest.approx(ref, rel=0.03)
+    dirs = objectives.random_directions(8, 64, seed=0, device="cpu")
+    healthy = objectives.sigreg(gauss, dirs).item()
+    collapsed = objectives.sigreg(torch.zeros(1, 512, 8) + 0.5, dirs).item()
+    assert healthy < 2 and collapsed > 50 * healthy
+
+
+def test_random_directions_are_unit_and_reproducible():
+    a = objectives.random_directions(16, 32, seed=5, device="cpu")
+    assert torch.allclose(a.norm(dim=0), torch.ones(32))
+    assert torch.equal(a, objectives.random_directions(16, 32, seed=5, device="cpu"))
+    assert not torch.equal(a, objectives.random_directions(16, 32, seed=6, device="cpu"))
+
+
+def test_invariance_and_infonce_reward_agreeing_views():
+    torch.manual_seed(4)
+    base = torch.randn(1, 64, 16)
+    same = base.repeat(4, 1, 1)
+    noisy = same + 0.5 * torch.randn_like(same)
+    assert objectives.invariance(same, 2).item() == 0
+    assert objectives.invariance(noisy, 2).item() > 0.1
+    aligned = objectives.info_nce(same + 1e-3 * torch.randn_like(same), temperature=0.1).item()
+    unrelated = objectives.info_nce(torch.randn(4, 64, 16), temperature=0.1).item()
+    assert aligned < 0.5 * unrelated
+    # a huge temperature makes every candidate equally likely: the loss is log(#candidates) = log(4*64 - 1)
+    flat = objectives.info_nce(torch.randn(4, 64, 16), temperature=1e4).item()
+    assert flat == pytest.approx(math.log(4 * 64 - 1), rel=1e-3)
+
+
+def test_views_have_the_configured_shapes_and_vary_per_image():
+    cfg = AugConfig(global_views=2, local_views=3)
+    images = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8)
+    images[1] = images[0]
+    gen = torch.Generator().manual_seed(0)
+    glob, loc = make_views(images, cfg, gen)
+    assert glob.shape == (10, 3, 32, 32) and loc.shape == (15, 3, 16, 16)
+    assert torch.isfinite(glob).all() and torch.isfinite(loc).all()
+    assert not torch.allclose(glob[0], glob[1])  # identical images, different random augmentations
+
+
+def test_full_crop_without_flip_is_the_identity_and_flip_mirrors():
+    x = torch.rand(2, 3, 8, 8)
+    same = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=0.0)
+    assert torch.allclose(same, x, atol=1e-5)
+    mirrored = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=1.0)
+    assert torch.allclose(mirrored, x.flip(-1), atol=1e-5)
+
+
+def test_blur_keeps_constant_images_and_smooths_noise():
+    flat = torch.full((2, 3, 16, 16), 0.4)
+    assert torch.allclose(gaussian_blur(flat, 1.0, (1.0, 1.0)), flat, atol=1e-6)
+    noise = torch.rand(2, 3, 16, 16)
+    assert gaussian_blur(noise, 1.0, (1.0, 1.0)).std() < 0.7 * noise.std()
+    assert torch.equal(gaussian_blur(noise, 0.0, (1.0, 1.0)), noise)
