@@ -72,6 +72,14 @@ def test_sigkill_at_random_points_leaves_a_whole_dist(two_versions):
         seen.append((round(delay, 2), proc.returncode, state))
         assert state != "MIXED", (seed, seen)
     print(f"\nseed {seed}, full build {duration:.2f} s, kills (delay s, exit, dist): {seen}")
+    # and one kill aimed at the riskiest moment: while the new dist/ is being written beside the old one
+    restore_v1(site, v1)
+    proc = subprocess.Popen(build_cmd(site, "--force"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not leftovers(site) and proc.poll() is None:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert snapshot(site / "dist") in (v1, v2)
     restore_v1(site, v1)
     result = run_build(site)  # not forced: the fingerprint must not claim an interrupted build finished
     assert result.returncode == 0, result.stderr
