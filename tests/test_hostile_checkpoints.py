@@ -158,3 +158,31 @@ def test_no_code_path_unpickles(tmp_path):
             if name.endswith("Unpickler") and name != "pickle.Unpickler" and name.split(".")[-1] not in restricted:
                 problems.append(f"{where}: {name} without a find_class restriction")
     assert not problems, problems
+
+
+@pytest.mark.parametrize("run_name", ["../../escaped", "/tmp/absolute-escape", "a/../../b", ".."])
+def test_a_run_name_in_checkpoint_json_cannot_steer_output_out_of_the_figures_folder(tmp_path, monkeypatch, run_name):
+    """checkpoint.json's 'run' names the output folder; from a foreign checkpoint it is untrusted text."""
+    import numpy as np
+
+    from site_builder.train import data
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for split, n in (("test", 200), ("train", 100)):
+        x = np.random.default_rng(0).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        np.savez_compressed(data_dir / f"{split}-00.npz", x=x, y_fine=np.arange(n) % 100, y_coarse=np.arange(n) % 20)
+        monkeypatch.setitem(data.SHARD_MD5, split, hashlib.md5(x.tobytes()).hexdigest())
+    ckpt = save_checkpoint(tmp_path / "work/checkpoints/foreign/final", ViT(TINY), extra_info={"run": run_name})
+    out = tmp_path / "work/exports/figures"
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    err = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["analyze", "--checkpoint", str(ckpt), "--data", str(data_dir), "--out", str(out),
+                       "--device", "cpu", "--images", "1,2", "--embeddings", "50"])
+    created = sorted(set(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) - set(before))
+    assert all(path.startswith("work/exports/figures/") or path == "work/exports/figures" for path in created), created
+    assert not Path("/tmp/absolute-escape").exists()
+    assert_one_line(rc, err.getvalue(), str(ckpt / INFO_FILE), "field 'run'")

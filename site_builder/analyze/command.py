@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ PANEL_INDICES = (34, 121, 403, 408, 348, 58)
 RESOLUTIONS = (32, 64)
 PROJECTION_DIRECTIONS = 64
 CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code change here
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one folder under --out, never a path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +136,9 @@ def _source(args) -> tuple[str, str, dict]:
     except (ValueError, AttributeError):
         run_name = None  # load_model reports what is wrong with the file
     name = args.name or (run_name if isinstance(run_name, str) and run_name else folder.resolve().parent.name)
+    if not OUTPUT_NAME.fullmatch(name):  # a foreign checkpoint.json must not steer writes out of --out
+        where = "--name" if args.name else "field 'run'"
+        raise UserError(f"{where}: {name!r} is not a folder name (letters, digits, '.', '_', '-'; no '/')", path=info_path)
     return name, hashlib.sha256(raw).hexdigest(), {"checkpoint": folder.as_posix()}
 
 
