@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from site_builder import cli
+from site_builder.errors import UserError
 from test_hostile_content import build, chapter, scan, snapshot, write
 
 wandb = pytest.importorskip("wandb")
@@ -219,3 +220,22 @@ def test_hostile_metric_names_from_a_real_run(secret_export, tmp_path):
     found = scan((site / "dist/index.html").read_text())
     assert not found.handlers
     assert all("alert(" not in text for attrs, text in found.scripts if attrs.get("type") != "application/json")
+
+
+@pytest.mark.parametrize("run_name, run_id", [("../../etc", "abc123"), ("/abs/path", "abc123"), ("a/../../b", "abc123"),
+                                              ("..", "abc123"), ("<script>", "abc123"), ("名前 with spaces", "abc123"),
+                                              ("", "abc123"), ("", "../../evil"), ("..", "..")])
+def test_a_hostile_run_name_becomes_one_safe_folder(run_name, run_id):
+    """The folder under exports/runs/ comes from the run's name, which the run's author chose."""
+    from site_builder.fetch.export import folder_name
+    from site_builder.fetch.run_data import RunData
+
+    run = RunData(rows=[], config={}, summary={}, where="w", source="s", kind="offline", run_id=run_id,
+                  run_name=run_name, project="p", entity="e", state="finished", start_time="")
+    if run_id == "..":  # nothing usable: an error that says to use --name
+        with pytest.raises(UserError, match="--name"):
+            folder_name(run, None)
+        return
+    name = folder_name(run, None)
+    assert name and "/" not in name and name not in (".", "..") and not name.startswith(".")
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"), name

@@ -37,8 +37,11 @@ def folder_name(run: RunData, name: str | None) -> str:
         if not FOLDER_NAME.fullmatch(name):
             raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter or digit)")
         return name
-    candidate = re.sub(r"[^A-Za-z0-9._-]+", "-", run.run_name).strip("-._")
-    return candidate or run.run_id
+    for text in (run.run_name, run.run_id):  # both come from the run's author: never a path
+        candidate = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+        if candidate:
+            return candidate
+    raise UserError(f"neither the run's name {run.run_name!r} nor its id {run.run_id!r} makes a folder name; use --name", path=run.where)
 
 
 def render(run: RunData, keys: list[str] | None) -> tuple[dict[str, bytes], dict]:
