@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hostile_content import GOOD, assert_rejected, build, chapter, scan, site, write  # noqa: F401 (site: fixture)
+from test_hostile_content import GOOD, XSS, assert_rejected, build, chapter, scan, site, write  # noqa: F401 (site: fixture)
 
 NONFINITE = "_step,a,empty\n0,1.0,\n1,nan,\n2,inf,\n3,0.5,\n4,-inf,\n5,,\n"
 
@@ -211,3 +211,36 @@ def test_a_1gb_history_is_not_loaded_whole(tmp_path):
     (figure,) = chart_json(root / "dist/index.html")
     assert len(figure["traces"][0]["x"]) <= 2000  # downsampled
     assert peak - baseline < 0.5 * size
+
+
+BAD_PANELS = {
+    "z of strings": {"panels": [{"title": "a", "z": [["x", "y"], ["z", "w"]]}]},
+    "ragged z": {"panels": [{"title": "a", "z": [[1, 2], [3]]}]},
+    "rgb of strings": {"panels": [{"title": "a", "rgb": [[["r", "g", "b"]]]}]},
+    "rgb out of 0-255": {"panels": [{"title": "a", "rgb": [[[300, -5, 1e12]]]}]},
+    "panel that is a number": {"panels": [7]},
+    "panels not a list": {"panels": {"title": "a"}},
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_PANELS))
+def test_a_panels_file_with_bad_values(site, what):
+    write(site, {"exports/figures/p/panels.json": json.dumps(BAD_PANELS[what])})
+    body = "```chart\ntype: panels\nsource: figures/p/panels.json\n```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "figures/p/panels.json")
+
+
+def test_panel_titles_and_frame_labels_are_data(site):
+    panels = {"title": XSS, "frame_label": XSS, "panels": [
+        {"title": XSS, "frame": XSS, "z": [[0.1, 0.2], [0.3, 0.4]]},
+        {"title": "b", "frame": "2", "z": [[0.1, 0.2], [0.3, 0.4]]},
+    ]}
+    write(site, {"exports/figures/p/panels.json": json.dumps(panels),
+                 "content/b.md": chapter("```chart\ntype: panels\nsource: figures/p/panels.json\n```", "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    found = scan((site / "dist/b.html").read_text())
+    assert not found.handlers
+    assert all("alert(" not in text for attrs, text in found.scripts if attrs.get("type") != "application/json")
+    (figure,) = chart_json(site / "dist/b.html")
+    assert figure["frames"][0]["label"] == XSS

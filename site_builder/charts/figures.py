@@ -240,16 +240,19 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
         traces, layout = [], {"grid": grid}
         for j, panel in enumerate(members):
             axis = "" if j == 0 else str(j + 1)
+            where = f"{rel}: panel {panel.get('title', j)!r}"
             if "z" in panel:
-                z = np.asarray(panel["z"], dtype=np.float64)
+                z = _grid(panel["z"], f"{where}: 'z'")
                 if z.ndim != 2:
                     raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'z' must be a 2-D list")
                 trace = {"type": "heatmap", "z": _finite_or_none(z), "colorscale": "Viridis", "showscale": False}
                 layout[f"yaxis{axis}"] = {"autorange": "reversed", "scaleanchor": f"x{axis}", "visible": False}
             else:
-                rgb = np.asarray(panel["rgb"])
+                rgb = _grid(panel["rgb"], f"{where}: 'rgb'")
                 if rgb.ndim != 3 or rgb.shape[2] != 3:
                     raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'rgb' must be H×W×3")
+                if not np.all((rgb >= 0) & (rgb <= 255)):
+                    raise UserError(f"{where}: 'rgb' values must be 0-255")
                 trace = {"type": "image", "z": rgb.astype(int).tolist()}
                 layout[f"yaxis{axis}"] = {"visible": False, "scaleanchor": f"x{axis}"}
             trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}", name=str(panel.get("title", "")))
@@ -264,6 +267,14 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
             }
         figure_frames.append({"label": frame, "traces": traces, "layout": layout})
     return {"type": "panels", "frame_label": str(data.get("frame_label", "frame")), "frames": figure_frames}
+
+
+def _grid(value, where: str) -> np.ndarray:
+    """A nested list of numbers as an array (null becomes NaN); text or ragged rows are a UserError."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{where} must be a regular grid of numbers (equal-length rows, no text)") from None
 
 
 def _finite_or_none(z: np.ndarray) -> list:
