@@ -360,3 +360,17 @@ def test_debug_shows_the_traceback(site):
     with pytest.raises(UserError, match="front matter"):
         build(site, "--debug")
     assert snapshot(site / "dist") == before
+
+
+TABLE_WRONG_TYPES = {"keys": "5", "columns": "5", "source": "{a: 5}", "format": "'<script>'"}
+
+
+@pytest.mark.parametrize("option", sorted(TABLE_WRONG_TYPES))
+def test_table_option_of_the_wrong_type(site, option):
+    spec = {"source": "runs/r/history.csv", option: TABLE_WRONG_TYPES[option]}
+    if option in ("keys", "format"):
+        spec["source"] = "runs/r/config.json"
+    if option == "format":
+        spec["keys"] = "[lr]"
+    body = "```table\n" + "".join(f"{k}: {v}\n" for k, v in spec.items()) + "```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", option)

@@ -75,7 +75,7 @@ def sources_of(spec: dict) -> dict[str, str]:
         return {"": source}
     if isinstance(source, dict) and source and all(isinstance(v, str) for v in source.values()):
         return {str(k): v for k, v in source.items()}
-    raise UserError("chart: source must be a path or a mapping {label: path}")
+    raise UserError("source must be a path or a mapping {label: path}")
 
 
 def build_chart(spec: dict, exports: Path) -> ChartResult:

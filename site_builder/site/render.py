@@ -231,7 +231,7 @@ class PageRenderer:
             raise UserError(f"table: unknown key '{unknown[0]}' (keys: {', '.join(sorted(allowed))})")
         if "source" not in spec:
             raise UserError("table: 'source' is required")
-        sources = spec["source"] if isinstance(spec["source"], dict) else {"": spec["source"]}
+        sources = sources_of(spec)  # a path or {label: path}, every path a string
         fmt = str(spec.get("format", ""))
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
