@@ -374,3 +374,12 @@ def test_table_option_of_the_wrong_type(site, option):
         spec["keys"] = "[lr]"
     body = "```table\n" + "".join(f"{k}: {v}\n" for k, v in spec.items()) + "```"
     assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", option)
+
+
+@pytest.mark.parametrize("front", ["order: true", "order: .nan", "order: .inf", "order: '2'", "title: {a: 1}", "title: [x, y]",
+                                   "title: null", "summary: [a, b]"])
+def test_front_matter_values_of_the_wrong_type(site, front):
+    key = front.split(":")[0]
+    text = f"---\ntitle: B\norder: 2\n{front}\n---\n\nText.\n" if key not in ("title", "order") else (
+        f"---\n{front}\n" + ("order: 2\n" if key == "title" else "title: B\n") + "---\n\nText.\n")
+    assert_rejected(site, {"content/b.md": text}, "content/b.md", key)

@@ -191,6 +191,9 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
                     path=path,
                     line=line,
                 )
+            for key in ("title", "summary"):
+                if key in loaded and not isinstance(loaded[key], str):
+                    raise UserError(f"front matter: {key} must be text, got {loaded[key]!r} (quote it)", path=path, line=line)
             meta.update(loaded)
         elif token.type == "heading_open" and token.tag in ("h2", "h3"):
             inline = tokens[i + 1]

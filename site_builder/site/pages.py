@@ -7,6 +7,7 @@ equation, figure and table as chapter.n so references work across chapters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +86,7 @@ def gather_pages(project: Project) -> list[Page]:
             raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path=rel) from None
         doc = parse_markdown(text, rel)
         order = doc.meta.get("order", 0 if source.stem == "index" else 1000)
-        if not isinstance(order, (int, float)):
+        if isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order):
             raise UserError(f"front matter: order must be a number, got {order!r}", path=rel, line=1)
         if "order" in doc.meta and source.stem != "index":
             other = orders.setdefault(order, rel)
