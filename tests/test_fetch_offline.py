@@ -79,16 +79,20 @@ def _make_run(root: Path, name: str, rows, config=None, summary=None, run_id=Non
 
 KILLED_RUN = """
 import os, sys, wandb
+KILLED_STEPS = int(os.environ["KILLED_STEPS"])
 run = wandb.init(mode="offline", dir=sys.argv[1], project="fetch-tests", name="killed",
                  settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
-for step in range(50):
+for step in range(KILLED_STEPS):
     run.log({"loss": step / 2}, step=step)
 os.kill(os.getpid(), 9)  # a training killed mid-run (OOM, pre-emption): no exit record
 """
+KILLED_STEPS = 2000  # wandb writes whole 32 KiB blocks; a kill loses the unwritten tail, not the first steps
 
 
 def _make_killed_run(root: Path) -> Path:
-    subprocess.run([sys.executable, "-c", KILLED_RUN, str(root)], env=dict(os.environ), capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # its own wandb service, not ours
+    env["KILLED_STEPS"] = str(KILLED_STEPS)
+    subprocess.run([sys.executable, "-c", KILLED_RUN, str(root)], env=env, capture_output=True)
     return next((root / "wandb").glob("offline-run-*"))
 
 
@@ -106,11 +110,13 @@ def runs(tmp_path_factory):
         other = tmp_path_factory.mktemp("wandb-other")
         made["clash"] = _make_run(other, "clash", [(0, {"train loss": 1.0, "train_loss": 2.0})])
         made["empty"] = _make_run(other, "empty", [])
-        # Our training resumes a run under the same id: wandb starts a second offline-run-*-<id> folder.
-        resumed = tmp_path_factory.mktemp("wandb-resumed")
-        made["resumed"] = _make_run(resumed, "resumed", [(s, {"loss": float(s)}) for s in range(40)], run_id="res-1")
-        _make_run(resumed, "resumed", [(s, {"loss": 1000.0 + s}) for s in range(25, 60)], run_id="res-1")
         made["killed"] = _make_killed_run(tmp_path_factory.mktemp("wandb-killed"))
+        # Our training resumes a killed run under the same id: wandb starts a second offline-run-*-<id> folder.
+        resumed = tmp_path_factory.mktemp("wandb-resumed")
+        made["resumed"] = resumed / "wandb" / made["killed"].name
+        shutil.copytree(made["killed"], made["resumed"])
+        run_id = made["killed"].name.rsplit("-", 1)[1]
+        _make_run(resumed, "killed", [(s, {"loss": 1000.0 + s}) for s in range(20, 60)], run_id=run_id)
         made["root"] = root / "wandb"
         yield made
     finally:
@@ -288,22 +294,24 @@ def test_a_killed_run_needs_allow_incomplete(runs, tmp_path, capsys):
     out = tmp_path / "runs"
     assert fetch(str(runs["killed"]), "--out", str(out)) == 1
     err = capsys.readouterr().err
-    assert "no exit record" in err and err.count("\n") == 1 and not out.exists()
+    assert "--allow-incomplete" in err and err.count("\n") == 1 and not out.exists()
     assert fetch(str(runs["killed"]), "--out", str(out), "--allow-incomplete") == 0
     table = list(csv.reader(open(out / "killed" / "history.csv")))
     loss = table[0].index("loss")
-    assert 0 < len(table) - 1 <= 50 and all(float(r[loss]) == int(r[0]) / 2 for r in table[1:])
+    assert [(int(r[0]), float(r[loss])) for r in table[1:]] == [(s, s / 2) for s in range(len(table) - 1)]
+    assert 20 <= len(table) - 1 < KILLED_STEPS
     assert json.loads((out / "killed" / "meta.json").read_text())["warnings"]
 
 
-def test_a_resumed_run_is_joined_from_its_segments(runs, tmp_path):
-    """Rows of the first segment from the resumed step on are replaced by the second segment's."""
+def test_a_killed_then_resumed_run_is_joined_from_its_segments(runs, tmp_path):
+    """The resumed segment replaces the killed one's rows from its first step (20) on."""
     assert fetch(str(runs["resumed"]), "--out", str(tmp_path / "runs")) == 0
-    table = list(csv.reader(open(tmp_path / "runs" / "resumed" / "history.csv")))
+    table = list(csv.reader(open(tmp_path / "runs" / "killed" / "history.csv")))
     loss = table[0].index("loss")
-    assert [(int(r[0]), float(r[loss])) for r in table[1:]] == [(s, s if s < 25 else 1000.0 + s) for s in range(60)]
-    meta = json.loads((tmp_path / "runs" / "resumed" / "meta.json").read_text())
-    assert meta["source"].count(".wandb") == 2 and meta["rows"] == 60
+    rows = [(int(r[0]), float(r[loss])) for r in table[1:]]
+    assert rows == [(s, s / 2) for s in range(20)] + [(s, 1000.0 + s) for s in range(20, 60)]
+    meta = json.loads((tmp_path / "runs" / "killed" / "meta.json").read_text())
+    assert meta["source"].count(".wandb") == 2 and meta["warnings"] and meta["state"] == "finished"
 
 
 def test_colliding_metric_names_are_a_one_line_error_without_a_folder(runs, tmp_path, capsys):

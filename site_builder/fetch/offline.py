@@ -101,8 +101,11 @@ def _finish(proc: subprocess.Popen, run_file: Path, allow_incomplete: bool) -> t
 
 
 def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
-    """Read one offline run, joining the segments of a resumed run (see `run_segments`)."""
-    return join_segments([read_run_file(p, allow_incomplete) for p in run_segments(run_file)])
+    """Read one offline run, joining the segments of a resumed run (see `run_segments`).
+
+    A segment before the last may be cut short: that is why the run was resumed (noted in warnings)."""
+    segments = run_segments(run_file)
+    return join_segments([read_run_file(p, allow_incomplete or p != segments[-1]) for p in segments])
 
 
 def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
@@ -127,7 +130,7 @@ def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
         elif b'"type":"exit"' in line:
             exited = True
     if header is None:
-        raise UserError("not a wandb run log (no header record); is the file empty?", path=run_file)
+        raise UserError("no records in this .wandb file (empty, or the run was killed before wandb wrote any)", path=run_file)
     if not exited:
         # A file cut between two records reads cleanly; only the missing exit record tells.
         if not allow_incomplete:
