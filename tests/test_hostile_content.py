@@ -243,6 +243,7 @@ class PageScan(HTMLParser):
         self.scripts: list[tuple[dict, str]] = []
         self.handlers: list[str] = []
         self.js_urls: list[str] = []
+        self.sources: list[str] = []
         self.titles: list[str] = []
         self._in: str | None = None
 
@@ -255,6 +256,7 @@ class PageScan(HTMLParser):
         self._in = tag
         self.handlers += [name for name in attrs if name.startswith("on")]
         self.js_urls += [v for k, v in attrs.items() if k in ("href", "src", "action") and v and v.strip().lower().startswith("javascript:")]
+        self.sources += [v for k, v in attrs.items() if k == "src" and v]
 
     def handle_endtag(self, tag):
         self._in = None
@@ -281,6 +283,9 @@ def test_raw_html_and_scripts_are_shown_as_text_and_every_title_is_escaped(tmp_p
 {XSS}
 
 <img src=x onerror="alert(1)"> and <b onclick="alert(2)">bold</b> and [a link](javascript:alert(3)).
+
+Math cannot link or load either: $\\href{{javascript:alert(10)}}{{x}}$, $\\url{{javascript:alert(11)}}$,
+$\\includegraphics{{http://evil.example/x.png}}$, $\\text{{{XSS}}}$.
 
 ::: note {XSS}
 Callout body.
@@ -315,6 +320,7 @@ caption: '{XSS}'
         found = scan(page.read_text())
         assert not found.handlers, (page.name, found.handlers)
         assert not found.js_urls, (page.name, found.js_urls)
+        assert not [src for src in found.sources if "evil" in src], (page.name, found.sources)
         for attrs, text in found.scripts:
             if attrs.get("type") == "application/json":
                 json.loads(text)  # inline figure data is inert and intact: no string broke out of it
