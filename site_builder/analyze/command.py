@@ -1,13 +1,16 @@
 """`python -m site_builder analyze`: checkpoint -> exports/figures/<run>/ (PCA, attention, spectra, probe).
 
 Writes, into one folder replaced atomically:
-    pca_32.json, pca_64.json              panels: input image + top-3 PCA of last-layer patch tokens as RGB
+    pca_32.json, pca_64.json              panels: input image + top-3 PCA of its last-layer patch tokens as RGB
     attention_32.json, attention_64.json  panels: CLS->patch attention per layer (frame), head and head mean
     attention_metrics.csv                 last layer, mean over the panel images (see metrics.py)
     attention_metrics_detail.csv          every layer, for the panel mean and for each image alone
     spectrum.csv, projections.csv         embedding health of the backbone's CLS embedding, first
                                           --embeddings test images; singular values / largest, and a
-                                          histogram of 1-D random projections beside N(0, 1)
+                                          histogram of 1-D random projections beside N(0, 1). The last
+                                          singular value is ~0 for every model: the final LayerNorm
+                                          subtracts each vector's mean, which puts every embedding in
+                                          one hyperplane; only a drop well before the end is collapse
     projector_spectrum.csv, projector_projections.csv
                                           the same for the projector output (what SIGReg is applied to),
                                           when the checkpoint holds the projector (`last` checkpoints)
