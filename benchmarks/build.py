@@ -216,9 +216,6 @@ def _import_times(stderr: str) -> list[tuple[str, int]]:
     return sorted(best.items(), key=lambda kv: kv[1], reverse=True)
 
 
-def pages_with_charts(site: Path) -> tuple[str, str]:
-    """(a chapter page with charts, one without) by the corpus' rule: even chapters carry charts."""
-    return f"{corpus.chapter_slug(2)}.html", f"{corpus.chapter_slug(1)}.html"
 
 
 def bytes_section(tools: list) -> dict:
@@ -249,7 +246,8 @@ def bytes_section(tools: list) -> dict:
 
     rows = []
     for tool in tools:
-        with_charts, without = pages_with_charts(tool.out)
+        # the corpus' rule: even chapters carry charts, odd ones none
+        with_charts, without = f"{corpus.chapter_slug(2)}.html", f"{corpus.chapter_slug(1)}.html"
         loads = measure.browser_loads(tool.out, ["index.html", without, with_charts])
         out[tool.name]["page_loads"] = [vars(load) for load in loads]
         for load, label in zip(loads, ["home", "page, no charts", "page, charts"]):

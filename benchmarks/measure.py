@@ -32,7 +32,7 @@ class Sample:
 
 def run_timed(cmd: list[str], cwd: Path | None = None) -> Sample:
     """Run `cmd` to completion; a failure stops the benchmark with the command's own error output."""
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONDONTWRITEBYTECODE="0")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")  # silence Material's end-of-life banner
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
