@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -31,8 +30,6 @@ from benchmarks import corpus, measure, mkdocs_site
 from benchmarks.measure import Series
 
 REPO = Path(__file__).resolve().parent.parent
-KATEX_VERSION = "0.16.22"  # the KaTeX inside pykatex 0.1.1 (site_builder.content.math.KATEX_IN_PYKATEX)
-KATEX_CACHE = REPO / ".cache" / "bench" / f"katex-{KATEX_VERSION}"
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -108,20 +105,8 @@ class MkDocs:
 
 
 def katex_dist() -> Path | None:
-    """KaTeX's dist/ (CSS, fonts, JS) for the MkDocs baseline, from npm once, then from .cache/bench/."""
-    dist = KATEX_CACHE / "package" / "dist"
-    if dist.is_dir():
-        return dist
-    if not shutil.which("npm"):
-        return None
-    KATEX_CACHE.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["npm", "pack", f"katex@{KATEX_VERSION}", "--silent"], cwd=KATEX_CACHE,
-                          capture_output=True, text=True)
-    tgz = KATEX_CACHE / f"katex-{KATEX_VERSION}.tgz"
-    if proc.returncode != 0 or not tgz.exists():
-        return None
-    with tarfile.open(tgz) as tar:
-        tar.extractall(KATEX_CACHE, filter="data")
+    """KaTeX's dist/ (CSS, fonts, JS) for the MkDocs baseline: the copy `npm ci` installs for site_builder."""
+    dist = REPO / "node_modules" / "katex" / "dist"
     return dist if dist.is_dir() else None
 
 
@@ -551,8 +536,8 @@ def main_sections(args: argparse.Namespace, work: Path, results: dict) -> None:
           f"{corpus.STEPS} rows, generated in {time.perf_counter() - start:.1f} s under {work}")
     katex = None if args.no_mkdocs else katex_dist()
     if not args.no_mkdocs and katex is None:
-        print("  (npm not available: the MkDocs baseline runs without KaTeX's files; its page weight "
-              "then misses KaTeX's JS, CSS and fonts)")
+        print("  (node_modules/katex missing, run `npm ci`: the MkDocs baseline runs without KaTeX's files; "
+              "its page weight then misses KaTeX's JS, CSS and fonts)")
     builder = SiteBuilder(root)
     tools = [builder]
     if not args.no_mkdocs:
