@@ -2,8 +2,8 @@
 local stand-in for the wandb server, plus the retry logic with a scripted failing run.
 
 The stand-in answers the GraphQL queries wandb 0.31 sends (Viewer, Run, RunHistoryKeys,
-RunParquetHistory with no parquet files, HistoryPage); the cloud's parquet route and real
-accounts are not exercised here.
+RunParquetHistory, HistoryPage) and serves the history either in pages or as a parquet file; real
+accounts, the live tail of a running run (`liveData`) and real rate limits are not exercised here.
 """
 
 from __future__ import annotations
@@ -45,8 +45,21 @@ class FakeWandb(BaseHTTPRequestHandler):
     """Answers like api.wandb.ai for one run, ent/proj/abc123; `fail` holds HTTP codes to answer first."""
 
     run_found = True
+    parquet = False  # serve the history as a parquet file (the cloud's route for most runs) or in pages
     fail: list[int] = []
     seen_auth: set[str] = set()
+
+    def do_GET(self):
+        if FakeWandb.fail:
+            return self._send({}, FakeWandb.fail.pop(0))
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = [served_row(s) for s in range(ROWS)]
+        table = pa.table({k: [r.get(k) for r in rows] for k in ["_step", "_runtime", "train/loss", "probe/test_acc"]})
+        out = pa.BufferOutputStream()
+        pq.write_table(table, out)
+        self._send_bytes(out.getvalue().to_pybytes(), "application/octet-stream")
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -66,7 +79,8 @@ class FakeWandb(BaseHTTPRequestHandler):
             steps = range(v["minStep"], min(v["maxStep"], v["minStep"] + v["pageSize"], ROWS))
             data = {"project": {"run": {"history": [json.dumps(served_row(s)) for s in steps]}}}
         elif "parquetHistory" in text:
-            data = {"project": {"run": {"parquetHistory": {"parquetUrls": [], "liveData": []}}}}
+            urls = [f"http://127.0.0.1:{self.server.server_address[1]}/history.parquet"] if FakeWandb.parquet else []
+            data = {"project": {"run": {"parquetHistory": {"parquetUrls": urls, "liveData": []}}}}
         else:
             data = {"project": {"run": {
                 "id": "UnVuOjE=", "name": "abc123", "displayName": "online-run", "state": "finished",
@@ -79,9 +93,11 @@ class FakeWandb(BaseHTTPRequestHandler):
         self._send({"data": data})
 
     def _send(self, body: dict, status: int = 200):
-        raw = json.dumps(body).encode()
+        self._send_bytes(json.dumps(body).encode(), "application/json", status)
+
+    def _send_bytes(self, raw: bytes, content_type: str, status: int = 200):
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
@@ -92,7 +108,7 @@ class FakeWandb(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    FakeWandb.run_found, FakeWandb.fail, FakeWandb.seen_auth = True, [], set()
+    FakeWandb.run_found, FakeWandb.parquet, FakeWandb.fail, FakeWandb.seen_auth = True, False, [], set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeWandb)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -117,7 +133,9 @@ def assert_key_never_written(tmp_path: Path, result: subprocess.CompletedProcess
             assert API_KEY.encode() not in path.read_bytes(), path
 
 
-def test_online_run_is_exported_with_every_row_through_a_429(server, tmp_path):
+@pytest.mark.parametrize("route", ["pages", "parquet"])
+def test_online_run_is_exported_with_every_row_through_a_429(route, server, tmp_path):
+    FakeWandb.parquet = route == "parquet"
     FakeWandb.fail = [429]  # wandb-core retries 429 and 5xx itself, with back-off
     result = fetch(tmp_path, server, "ent/proj/abc123")
     assert result.returncode == 0, result.stderr
@@ -176,7 +194,7 @@ class ScriptedRun:
     def __init__(self, steps: int, failures: dict[int, Exception]):
         self.steps, self.failures, self.calls = steps, dict(failures), []
 
-    def scan_history(self, page_size: int, min_step: int):
+    def scan_history(self, page_size: int, min_step: int, use_cache: bool):
         self.calls.append(min_step)
         for step in range(min_step, self.steps):
             if step in self.failures:
@@ -195,7 +213,7 @@ def test_scan_resumes_after_the_last_delivered_step_with_back_off():
 def test_scan_gives_up_after_retries_and_not_on_permanent_errors():
     sleeps: list[float] = []
     failing = ScriptedRun(50, {5: ConnectionError("refused")})
-    failing.scan_history = lambda page_size, min_step: (_ for _ in ()).throw(TimeoutError("timed out"))
+    failing.scan_history = lambda **kwargs: (_ for _ in ()).throw(TimeoutError("timed out"))
     with pytest.raises(UserError, match="timed out"):
         list(scan_rows(failing, "e/p/r", retries=2, sleep=sleeps.append))
     assert sleeps == [1.0, 2.0]

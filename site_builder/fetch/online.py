@@ -72,7 +72,8 @@ def scan_rows(
     failures = 0
     while True:
         try:
-            for row in run.scan_history(page_size=page_size, min_step=next_step):
+            # use_cache=False: wandb's local copy of a run's history would hide rows added since
+            for row in run.scan_history(page_size=page_size, min_step=next_step, use_cache=False):
                 failures = 0
                 step = row.get("_step")
                 if isinstance(step, (int, float)):
