@@ -254,3 +254,28 @@ def test_panel_titles_and_frame_labels_are_data(site):
     assert all("alert(" not in text for attrs, text in found.scripts if attrs.get("type") != "application/json")
     (figure,) = chart_json(site / "dist/b.html")
     assert figure["frames"][0]["label"] == XSS
+
+
+ODD_CSVS = {
+    "duplicate column names": ("_step,train/loss,train/loss\n0,1.0,2.0\n1,0.5,0.25\n", False),
+    "a byte-order mark": ("\ufeff_step,train/loss\n0,1.0\n1,0.5\n", True),
+    "CRLF line ends": ("_step,train/loss\r\n0,1.0\r\n1,0.5\r\n", True),
+    "a ragged row": ("_step,train/loss\n0,1.0\n1,0.5,9.9\n", False),
+    "a quoted newline in a name": ('_step,"train/\nloss"\n0,1.0\n', False),
+}
+
+
+@pytest.mark.parametrize("what", sorted(ODD_CSVS))
+def test_odd_csv_files(site, what):
+    """Spreadsheet quirks either read correctly (BOM, CRLF) or are one-line errors naming the file."""
+    text, readable = ODD_CSVS[what]
+    write(site, {"exports/runs/odd/history.csv": text})
+    body = "```chart\nsource: runs/odd/history.csv\ny: train/loss\n```"
+    if not readable:
+        assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "runs/odd/history.csv")
+        return
+    write(site, {"content/b.md": chapter(body, "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    (figure,) = chart_json(site / "dist/b.html")
+    assert (figure["traces"][0]["x"], figure["traces"][0]["y"]) == ([0.0, 1.0], [1.0, 0.5])

@@ -56,16 +56,18 @@ def _unknown(kind: str, name: str, rel: str, existing: list[str]) -> UserError:
 
 def csv_header(path: Path, rel: str | None = None) -> list[str]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a name
             return next(csv.reader(f), [])
     except UnicodeDecodeError as exc:
         raise UserError(f"{rel or path.name}: not UTF-8 text (byte {exc.start}); write the file as UTF-8") from None
 
 
 def columns_of(path: Path, rel: str | None = None) -> list[str]:
-    if path.suffix == ".csv":
-        return csv_header(path, rel)
-    return list(load_columnar(path, rel)["columns"])
+    columns = csv_header(path, rel) if path.suffix == ".csv" else list(load_columnar(path, rel)["columns"])
+    twice = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if twice:
+        raise UserError(f"{rel or path.name}: column '{twice[0]}' appears more than once; which one to use is ambiguous")
+    return columns
 
 
 def load_columnar(path: Path, rel: str | None = None) -> dict:
