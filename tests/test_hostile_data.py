@@ -144,6 +144,7 @@ SHAPES = {
     "columns of different lengths": {"columns": ["_step", "train/loss"], "data": {"_step": [0, 1, 2], "train/loss": [1.0]}},
     "data that is a list": {"columns": ["_step", "train/loss"], "data": [[0, 1.0]]},
     "columns that is not a list": {"columns": "_step", "data": {"_step": [0]}},
+    "a column name that is not text": {"columns": ["_step", ["train/loss"]], "data": {"_step": [0]}},
 }
 
 

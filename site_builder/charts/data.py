@@ -76,6 +76,8 @@ def load_columnar(path: Path, rel: str | None = None) -> dict:
     table = load_json(path, rel)
     if not isinstance(table, dict) or not isinstance(table.get("columns"), list) or not isinstance(table.get("data"), dict):
         raise UserError(f"{rel} is not a table (CSV or columnar JSON with 'columns' and 'data')")
+    if not all(isinstance(name, str) for name in table["columns"]):
+        raise UserError(f"{rel}: field 'columns' must list column names (text)")
     lengths = set()
     for name in table["columns"]:
         if not isinstance(table["data"].get(name), list):
