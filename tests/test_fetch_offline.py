@@ -78,12 +78,13 @@ def _make_run(root: Path, name: str, rows, config=None, summary=None, run_id=Non
 
 
 KILLED_RUN = """
-import os, sys, wandb
+import os, sys, time, wandb
 KILLED_STEPS = int(os.environ["KILLED_STEPS"])
 run = wandb.init(mode="offline", dir=sys.argv[1], project="fetch-tests", name="killed",
                  settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
 for step in range(KILLED_STEPS):
     run.log({"loss": step / 2}, step=step)
+time.sleep(1)  # let wandb's service catch up on a loaded machine (it writes full blocks only)
 os.kill(os.getpid(), 9)  # a training killed mid-run (OOM, pre-emption): no exit record
 """
 KILLED_STEPS = 2000  # wandb writes whole 32 KiB blocks; a kill loses the unwritten tail, not the first steps
@@ -98,7 +99,8 @@ def _make_killed_run(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
-    """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty."""
+    """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty,
+    killed (no exit record) and resumed (the killed run's folder plus a resumed segment)."""
     saved = {k: os.environ.get(k) for k in QUIET_OFFLINE}
     os.environ.update(QUIET_OFFLINE)
     try:
