@@ -240,3 +240,12 @@ def test_built_site_draws_the_figures_in_chromium(setup, tmp_path):
         assert page.evaluate(f"{attention}.data[0].z") == layer2_first["z"] != layer1
         browser.close()
     assert errors == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error(setup, capsys):
+    args, target, _ = setup
+    args = args[:]
+    args[args.index("--device") + 1] = "cuda"
+    assert cli.main(args) == 1
+    assert "no CUDA device" in capsys.readouterr().err and not target.exists()
