@@ -15,7 +15,7 @@ from site_builder import __version__
 from site_builder.errors import UserError
 
 # OSErrors reported as one line naming the file (anything else is a bug and keeps its traceback)
-USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ELOOP}
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 1
     except OSError as exc:
-        # The file system refused (permission, read-only, disk full): the user can fix it; name the file.
+        # The file system refused (permission, read-only, disk full, a symlink loop): the user can fix it; name the file.
         if debug or not exc.filename or exc.errno not in USER_FIXABLE_ERRNOS:
             raise
         print(f"error: {exc.filename}: {exc.strerror} (check the folder's permissions and free space)", file=sys.stderr)

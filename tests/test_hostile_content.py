@@ -389,3 +389,13 @@ def test_front_matter_values_of_the_wrong_type(site, front):
     text = f"---\ntitle: B\norder: 2\n{front}\n---\n\nText.\n" if key not in ("title", "order") else (
         f"---\n{front}\n" + ("order: 2\n" if key == "title" else "title: B\n") + "---\n\nText.\n")
     assert_rejected(site, {"content/b.md": text}, "content/b.md", key)
+
+
+def test_symlink_loops(site):
+    """A link to itself in content/ or exports/ is an error naming it, not a hang or a traceback."""
+    (site / "content/loop.md").symlink_to("loop.md")
+    assert_rejected(site, {}, "content/loop.md")
+    (site / "content/loop.md").unlink()
+    (site / "exports/runs/loop.csv").symlink_to("loop.csv")
+    body = "```chart\nsource: runs/loop.csv\ny: train/loss\n```"
+    assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "runs/loop.csv")

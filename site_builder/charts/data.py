@@ -32,7 +32,10 @@ class SourceMissing(Exception):
 def resolve_source(exports: Path, rel: str) -> Path:
     """`rel` is relative to exports/; it may not leave that folder."""
     rel = str(rel).strip()
-    candidate = (exports / rel).resolve()
+    try:
+        candidate = (exports / rel).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise UserError(f"source '{rel}': {exc}") from None
     if Path(rel).is_absolute() or not candidate.is_relative_to(exports.resolve()):
         raise UserError(f"source '{rel}' must be a path inside exports/ (for example runs/<run>/history.csv)")
     if not candidate.is_file():
