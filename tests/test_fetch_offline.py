@@ -246,6 +246,23 @@ def test_all_offline_exports_every_good_run_and_reports_the_damaged_one(runs, tm
     assert [float(r[loss]) for r in second[1:]] == [2.0 - s / 10 for s in range(20)]
 
 
+@pytest.mark.parametrize("run", ["main", "resumed"])
+def test_config_summary_and_state_agree_with_wandbs_own_summary(run, runs):
+    """Our reading of the records matches `wandb leet inspect --summary --json` (wandb's own computation)."""
+    from site_builder.fetch.history import flatten
+    from site_builder.fetch.offline import read_run_file
+
+    run_file = next(runs[run].glob("run-*.wandb"))
+    ours = read_run_file(run_file, allow_incomplete=True)
+    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_file)]
+    wandbs = json.loads(subprocess.run(cmd, capture_output=True, check=True, env=dict(os.environ)).stdout)
+    assert flatten(ours.config, "/") == flatten(wandbs["config"], "/")  # as config.json / summary.json hold them
+    assert flatten(ours.summary, ".") == flatten(wandbs["summary"], ".")
+    assert (ours.run_name, ours.project, ours.run_id, ours.start_time) == (
+        wandbs["name"], wandbs["project"], wandbs["run_id"], wandbs["start_time"])
+    assert ours.state == wandbs["state"] or (ours.state, wandbs["state"]) == ("crashed", "running")
+
+
 def test_same_rows_through_the_online_row_converter_give_the_same_csv(main_export):
     """The online path: wandb's own scan_history row decoder (proto HistoryRow -> dict) feeds history_table."""
     from wandb.apis.public.history import HistoryScan

@@ -1,16 +1,18 @@
 """Offline wandb runs (`wandb/offline-run-*/run-*.wandb`) read through wandb's own CLI.
 
-wandb 0.31 prints a .wandb transaction log with `wandb leet inspect --json FILE` (one JSON record
-per line) and `wandb leet inspect --summary --json FILE` (state, name, config, summary). That CLI is
-the supported reader; the wandb version is pinned in pyproject (`>=0.31,<0.32`) and
-tests/test_fetch_offline.py fails loudly if its output changes shape. The two commands run in
-parallel. Both exit 0 on a damaged file and only warn on stderr, so any stderr output is an error.
+wandb 0.31 prints a .wandb transaction log with `wandb leet inspect --json FILE`: one JSON record per
+line (run, config, history, summary, exit ...). That CLI is the supported reader; the wandb version is
+pinned in pyproject (`>=0.31,<0.32`) and tests/test_fetch_offline.py fails loudly if its output changes
+(it also checks config, summary and state against `wandb leet inspect --summary --json`, which costs a
+second process and is therefore not used here). The CLI exits 0 on a damaged file and only warns on
+stderr, so any stderr output is an error.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -72,34 +74,6 @@ def join_segments(parts: list[RunData]) -> RunData:
     )
 
 
-def _quiet_offline_env() -> dict[str, str]:
-    """Reading a local file must never reach the network (wandb-core's error reporting included)."""
-    env = dict(os.environ)
-    env.update(WANDB_MODE="offline", WANDB_ERROR_REPORTING="false", WANDB_SILENT="true")
-    return env
-
-
-def _inspect(run_file: Path, *flags: str) -> subprocess.Popen:
-    if importlib.util.find_spec("wandb") is None:
-        raise ModuleNotFoundError("wandb is needed to read offline runs", name="wandb")  # cli.py: install hint
-    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *flags, str(run_file)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_quiet_offline_env())
-
-
-def _finish(proc: subprocess.Popen, run_file: Path, allow_incomplete: bool) -> tuple[bytes, list[str]]:
-    out, err = proc.communicate()
-    message = " ".join(err.decode("utf-8", "replace").split())
-    if proc.returncode != 0:
-        raise UserError(f"cannot read this .wandb file: {message or f'wandb exited with {proc.returncode}'}", path=run_file)
-    if message and not allow_incomplete:
-        raise UserError(
-            f"the .wandb file is damaged or incomplete ({message}); if the run was cut off, "
-            "--allow-incomplete exports the records before the damage",
-            path=run_file,
-        )
-    return out, [message] if message else []
-
-
 def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
     """Read one offline run, joining the segments of a resumed run (see `run_segments`).
 
@@ -108,30 +82,73 @@ def read_offline_run(run_file: Path, allow_incomplete: bool = False) -> RunData:
     return join_segments([read_run_file(p, allow_incomplete or p != segments[-1]) for p in segments])
 
 
-def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
-    """Read one .wandb file: history rows, config, summary and provenance."""
-    procs = [_inspect(run_file), _inspect(run_file, "--summary")]  # in parallel: two cores, two readers
-    try:
-        (records, warnings), (summary_out, _) = [_finish(p, run_file, allow_incomplete) for p in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+def _quiet_offline_env() -> dict[str, str]:
+    """Reading a local file must never reach the network (wandb-core's error reporting included)."""
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_ERROR_REPORTING="false", WANDB_SILENT="true")
+    return env
 
+
+def _inspect(run_file: Path, allow_incomplete: bool) -> tuple[bytes, list[str]]:
+    """`wandb leet inspect --json FILE`: the records, and its warnings (a damaged file) when allowed."""
+    if importlib.util.find_spec("wandb") is None:
+        raise ModuleNotFoundError("wandb is needed to read offline runs", name="wandb")  # cli.py: install hint
+    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)]
+    proc = subprocess.run(cmd, capture_output=True, env=_quiet_offline_env())
+    message = " ".join(proc.stderr.decode("utf-8", "replace").split())
+    if proc.returncode != 0:
+        raise UserError(f"cannot read this .wandb file: {message or f'wandb exited with {proc.returncode}'}", path=run_file)
+    if message and not allow_incomplete:
+        raise UserError(
+            f"the .wandb file is damaged or incomplete ({message}); if the run was cut off, "
+            "--allow-incomplete exports the records before the damage",
+            path=run_file,
+        )
+    return proc.stdout, [message] if message else []
+
+
+def _merge(target: dict[str, Any], change: dict[str, Any]) -> None:
+    """Apply a config or summary record: `update` merges nested dicts, `remove` drops keys."""
+    for key, value in (change.get("update") or {}).items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], {"update": value})
+        else:
+            target[key] = value
+    for item in change.get("remove") or []:
+        path = item.get("nested_key") or [item.get("key")]
+        node = target
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node.get(part), dict) else {}
+        node.pop(path[-1], None)
+
+
+def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
+    """Read one .wandb file: history rows, config, summary (records applied in order) and provenance."""
+    records, warnings = _inspect(run_file, allow_incomplete)
     rows: list[dict[str, Any]] = []
-    header = None
-    exited = False
-    for line in records.splitlines():
-        if b'"type":"history"' in line:
-            rows.append(orjson.loads(line)["history"]["item"])
-        elif header is None and b'"type":"header"' in line:
-            header = orjson.loads(line)["header"]
-        elif b'"type":"exit"' in line:
-            exited = True
-    if header is None:
-        raise UserError("no records in this .wandb file (empty, or the run was killed before wandb wrote any)", path=run_file)
-    if not exited:
+    config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    header = run = exit_record = None
+    try:
+        for line in records.splitlines():
+            if b'"type":"history"' in line:  # most lines: checked first, parsed only when needed
+                rows.append(orjson.loads(line)["history"]["item"])
+            elif b'"type":"summary"' in line:
+                _merge(summary, orjson.loads(line)["summary"])
+            elif b'"type":"config"' in line:
+                _merge(config, orjson.loads(line)["config"])
+            elif b'"type":"run"' in line and run is None:
+                run = orjson.loads(line)["run"]
+                _merge(config, run.get("config") or {})
+            elif b'"type":"header"' in line and header is None:
+                header = orjson.loads(line)["header"]
+            elif b'"type":"exit"' in line:
+                exit_record = orjson.loads(line)["exit"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"unexpected output from `wandb leet inspect --json` ({exc!r}); is wandb 0.31 installed?", path=run_file)
+    if header is None or run is None:
+        raise UserError("no run in this .wandb file (empty, or the run was killed before wandb wrote it)", path=run_file)
+    if exit_record is None:
         # A file cut between two records reads cleanly; only the missing exit record tells.
         if not allow_incomplete:
             raise UserError(
@@ -140,27 +157,34 @@ def read_run_file(run_file: Path, allow_incomplete: bool = False) -> RunData:
                 path=run_file,
             )
         warnings.append("no exit record (run cut short, killed or still running)")
-    try:
-        info = orjson.loads(summary_out)
-        producer = header.get("version_info", {}).get("producer", "")
-        return RunData(
-            rows=rows,
-            config=info.get("config") or {},
-            summary=info.get("summary") or {},
-            where=str(run_file),
-            source=_portable(run_file),
-            kind="offline",
-            run_id=info["run_id"],
-            run_name=info.get("name") or "",
-            project=info.get("project") or "",
-            entity=info.get("entity") or "",
-            state=info.get("state") or "unknown",
-            start_time=info.get("start_time") or "",
-            logged_with_wandb=producer.split("+")[0],
-            warnings=warnings,
-        )
-    except (orjson.JSONDecodeError, KeyError, AttributeError) as exc:
-        raise UserError(f"unexpected output from `wandb leet inspect --summary --json` ({exc})", path=run_file)
+        state = "crashed"
+    else:
+        state = "finished" if not exit_record.get("exit_code") else "failed"
+    return RunData(
+        rows=rows,
+        config=config,
+        summary=summary,
+        where=str(run_file),
+        source=_portable(run_file),
+        kind="offline",
+        run_id=run.get("run_id") or "",
+        run_name=run.get("display_name") or "",
+        project=run.get("project") or "",
+        entity=run.get("entity") or "",
+        state=state,
+        start_time=_trim_fraction(run.get("start_time") or ""),
+        logged_with_wandb=(header.get("version_info") or {}).get("producer", "").split("+")[0],
+        warnings=warnings,
+    )
+
+
+def _trim_fraction(timestamp: str) -> str:
+    """2026-11-25T16:52:31.504750Z -> ...31.50475Z, as `wandb leet inspect --summary` writes it (stable exports)."""
+    match = re.fullmatch(r"(.*T[\d:]+)(\.\d+)?(Z|[+-][\d:]+)", timestamp)
+    if not match:
+        return timestamp
+    fraction = (match.group(2) or "").rstrip("0").rstrip(".")
+    return match.group(1) + fraction + match.group(3)
 
 
 def _portable(path: Path) -> str:
