@@ -236,7 +236,7 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
     figure_frames = []
     for frame, members in frames.items():
         ncols = min(columns or len(members), len(members))
-        grid = {"rows": math.ceil(len(members) / ncols), "columns": ncols, "pattern": "independent", "ygap": 0.3}
+        grid = {"rows": math.ceil(len(members) / ncols), "columns": ncols, "pattern": "independent", "ygap": 0.5}
         traces, layout = [], {"grid": grid}
         for j, panel in enumerate(members):
             axis = "" if j == 0 else str(j + 1)
@@ -246,7 +246,7 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
                 if z.ndim != 2:
                     raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'z' must be a 2-D list")
                 trace = {"type": "heatmap", "z": _finite_or_none(z), "colorscale": "Viridis", "showscale": False}
-                layout[f"yaxis{axis}"] = {"autorange": "reversed", "scaleanchor": f"x{axis}", "visible": False}
+                layout[f"yaxis{axis}"] = {"autorange": "reversed", "scaleanchor": f"x{axis}", "visible": False, "constrain": "domain"}
             else:
                 rgb = _grid(panel["rgb"], f"{where}: 'rgb'")
                 if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -254,12 +254,13 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
                 if not np.all((rgb >= 0) & (rgb <= 255)):
                     raise UserError(f"{where}: 'rgb' values must be 0-255")
                 trace = {"type": "image", "z": rgb.astype(int).tolist()}
-                layout[f"yaxis{axis}"] = {"visible": False, "scaleanchor": f"x{axis}"}
+                layout[f"yaxis{axis}"] = {"visible": False, "scaleanchor": f"x{axis}", "constrain": "domain"}
             trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}", name=str(panel.get("title", "")))
             traces.append(trace)
             layout[f"xaxis{axis}"] = {
                 "title": {"text": str(panel.get("title", "")), "font": {"size": 11}},
                 "side": "top",
+                "constrain": "domain",  # shrink the cell to the square image, so its title sits right on it
                 "ticks": "",
                 "showticklabels": False,
                 "showgrid": False,
