@@ -97,6 +97,16 @@ def test_links_to_chapters_are_rewritten_and_checked(tmp_path):
         build_pages(tmp_path / "bad2", {"index": chapter("Home", "[go](other.md#missing)\n", 0), "other": chapter("Other", "## A section\n")})
 
 
+def test_links_to_accented_headings_resolve(tmp_path):
+    # markdown-it percent-encodes the link; the heading id is not encoded, and both must still match
+    pages = build_pages(
+        tmp_path / "ok",
+        {"index": chapter("Home", "[cite](other.md#cramér-and-wold-1936)\n", 0), "other": chapter("Other", "## Cramér and Wold (1936)\n")},
+    )
+    assert 'id="cramér-and-wold-1936"' in pages["other"]
+    assert 'href="other.html#cram%C3%A9r-and-wold-1936"' in pages["index"]
+
+
 def test_front_matter_errors(tmp_path):
     with pytest.raises(UserError, match=r"content/index.md:1: front matter: unknown key 'titel'"):
         build_pages(tmp_path / "a", {"index": "---\ntitel: Home\n---\n\nx\n"})

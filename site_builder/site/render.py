@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from html import escape
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 import orjson
@@ -125,10 +125,10 @@ class PageRenderer:
                 raise self.error(f"link to {parts.path}: no such chapter in content/", line)
             target = f"{slug}.html"
             out = target + (f"#{parts.fragment}" if parts.fragment else "")
-            self.page.links.append(Link(out, line, target, parts.fragment))
+            self.page.links.append(Link(out, line, target, unquote(parts.fragment)))  # ids are not %-encoded
             return out
         if not parts.path:  # same-page anchor
-            self.page.links.append(Link(href, line, self.page.url, parts.fragment))
+            self.page.links.append(Link(href, line, self.page.url, unquote(parts.fragment)))
             return href
         self.page.links.append(Link(href, line))
         return href
