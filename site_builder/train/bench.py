@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from site_builder.train import objectives
 from site_builder.train.augment import AugConfig, make_views
@@ -176,10 +175,13 @@ def main(argv=None) -> int:
     ]:
         torch.cuda.reset_peak_memory_stats()
         ips = fn()
+        has_model = "no model" not in name
         results[name] = {"images_per_s": ips, "views_per_s": ips * (aug.global_views + aug.local_views),
-                         "mfu": ips * flops / PEAK_BF16_FLOPS, "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+                         "mfu": ips * flops / PEAK_BF16_FLOPS if has_model else None,
+                         "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+        mfu = f"{100 * results[name]['mfu']:5.1f}%" if has_model else "  n/a "
         print(f"{name:40s} {ips:9.0f} img/s  {results[name]['views_per_s']:9.0f} views/s  "
-              f"MFU {100 * results[name]['mfu']:5.1f}%  mem {results[name]['max_mem_gib']:.1f} GiB", flush=True)
+              f"MFU {mfu}  mem {results[name]['max_mem_gib']:.1f} GiB", flush=True)
     ours = results["ours (GPU aug, compiled)"]["images_per_s"]
     ref = results["reference (CPU DataLoader aug, eager)"]["images_per_s"]
     summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": args.batch_size,

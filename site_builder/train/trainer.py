@@ -36,11 +36,11 @@ class TrainConfig:
     data: str
     objective: str = "lejepa"
     lam: float = 0.02
-    epochs: int = 100
+    epochs: int = 40
     batch_size: int = 256  # images per step, all processes together
     lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup_epochs: float = 5.0
+    warmup_epochs: float = 3.0
     min_lr_ratio: float = 1e-3
     proj_dim: int = 64
     proj_hidden: int = 2048
