@@ -185,14 +185,23 @@ def write_big_history(path: Path, target_bytes: int) -> int:
     return written
 
 
+# Runs a command and writes its peak RSS (KiB) to a file. The command is started from this small
+# process, not from pytest: a child's peak counts the memory of the process it was forked from.
+LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)"
+)
+
+
 def peak_rss_of(cmd: list[str], cwd: Path) -> tuple[int, float, subprocess.CompletedProcess]:
-    """Run `cmd`; (peak resident memory in bytes of that one child, seconds, result) via wait4."""
+    """Run `cmd`; (its peak resident memory in bytes, seconds, result)."""
+    report = cwd / "peak-rss.txt"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    return usage.ru_maxrss * 1024, time.perf_counter() - start, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    result = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *cmd], cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak = int(report.read_text()) * 1024
+    report.unlink()
+    return peak, seconds, result
 
 
 @pytest.mark.slow
