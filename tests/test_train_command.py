@@ -90,11 +90,15 @@ def test_resume_refuses_a_different_config(tiny_data, tmp_path, capsys):
     assert len(err) == 1 and "different config" in err[0] and "last" in err[0]
 
 
-def test_ddp_with_two_gloo_processes(tiny_data, tmp_path):
+def test_ddp_with_two_gloo_processes_stops_together_and_resumes(tiny_data, tmp_path):
     data, md5 = tiny_data
-    proc = run_cli(train_args(data, md5, tmp_path / "ck", "infonce-nano-c100", "--no-wandb"), tmp_path, torchrun=2)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "world 2" in proc.stdout and "final probe top1" in proc.stdout
+    args = train_args(data, md5, tmp_path / "ck", "infonce-nano-c100", "--no-wandb")
+    first = run_cli(args + ["--time-limit-min", "1e-9"], tmp_path, torchrun=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "world 2" in first.stdout and "time limit reached at epoch 1" in first.stdout
+    second = run_cli(args, tmp_path, torchrun=2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming infonce-nano-c100" in second.stdout and "final probe top1" in second.stdout
     model, info = load_model(tmp_path / "ck" / "infonce-nano-c100" / "final")
     assert info["step"] == 2 * (128 // 64) and info["run_config"]["train/objective"] == "infonce"
 

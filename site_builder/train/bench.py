@@ -106,7 +106,7 @@ def _new_student(cfg, aug, device):
     torch.manual_seed(0)
     model = ViT(cfg)
     probe = torch.nn.Sequential(torch.nn.LayerNorm(cfg.width), torch.nn.Linear(cfg.width, 100))
-    student = Student(model, Projector(cfg.width, 2048, 64), probe, aug.global_views).to(device)
+    student = Student(model, Projector(cfg.width, 2048, 64), probe).to(device)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
     return student, opt
 

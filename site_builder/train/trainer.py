@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -89,10 +88,9 @@ class Student(nn.Module):
     """Backbone + projector + online probe as one module, so that one DDP wrapper and one compiled
     graph cover a whole step's forward (global and local views go through the backbone separately)."""
 
-    def __init__(self, model: ViT, projector: Projector, probe: nn.Module, global_views: int):
+    def __init__(self, model: ViT, projector: Projector, probe: nn.Module):
         super().__init__()
         self.model, self.projector, self.probe = model, projector, probe
-        self.global_views = global_views
 
     def forward(self, glob: torch.Tensor, loc: torch.Tensor | None):
         emb = self.model(glob)
@@ -182,7 +180,7 @@ class Trainer:
         self.probe = nn.Sequential(nn.LayerNorm(cfg.model.width), nn.Linear(cfg.model.width, 100)).to(dev)
         if self.setup.world > 1 and dev.type == "cuda":
             self.projector = nn.SyncBatchNorm.convert_sync_batchnorm(self.projector)
-        self.student = Student(self.model, self.projector, self.probe, cfg.aug.global_views)
+        self.student = Student(self.model, self.projector, self.probe)
         self.opt = torch.optim.AdamW(
             [{"params": list(self.model.parameters()) + list(self.projector.parameters())},
              {"params": list(self.probe.parameters()), "lr": cfg.probe_lr, "weight_decay": cfg.probe_weight_decay}],
@@ -333,7 +331,11 @@ class Trainer:
             if s.main:
                 print(f"{cfg.run} epoch {self.epoch}/{cfg.epochs} probe/test_acc {acc:.4f} "
                       f"({secs:.1f}s, {self.steps_per_epoch * cfg.batch_size / secs:.0f} img/s)", flush=True)
-            out_of_time = cfg.time_limit_min and (time.time() - started) > 60 * cfg.time_limit_min
+            out_of_time = bool(cfg.time_limit_min) and (time.time() - started) > 60 * cfg.time_limit_min
+            if dist.is_initialized():  # every process must stop after the same epoch: rank 0 decides
+                flag = torch.tensor([float(out_of_time)], device=s.device)
+                dist.broadcast(flag, src=0)
+                out_of_time = bool(flag.item())
             if s.main and (self.epoch % cfg.ckpt_every == 0 or out_of_time or self.epoch == cfg.epochs):
                 self.save("last", with_state=True)
             if out_of_time and self.epoch < cfg.epochs:
@@ -367,7 +369,3 @@ class Trainer:
         res = linear_probe(tr, self.train_y.cpu(), te, self.test_y.cpu(), device=dev)
         return {"final_probe/test_top1": res["top1"], "final_probe/test_top5": res["top5"]}
 
-
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
