@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,10 @@ def _inspect(run_file: Path, allow_incomplete: bool) -> tuple[bytes, list[str]]:
     if importlib.util.find_spec("wandb") is None:
         raise ModuleNotFoundError("wandb is needed to read offline runs", name="wandb")  # cli.py: install hint
     cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)]
-    proc = subprocess.run(cmd, capture_output=True, env=_quiet_offline_env())
+    with tempfile.TemporaryFile() as out:  # a file, not a pipe: wandb writes line by line (tens of thousands)
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, env=_quiet_offline_env())
+        out.seek(0)
+        records = out.read()
     message = " ".join(proc.stderr.decode("utf-8", "replace").split())
     if proc.returncode != 0:
         raise UserError(f"cannot read this .wandb file: {message or f'wandb exited with {proc.returncode}'}", path=run_file)
@@ -104,16 +108,20 @@ def _inspect(run_file: Path, allow_incomplete: bool) -> tuple[bytes, list[str]]:
             "--allow-incomplete exports the records before the damage",
             path=run_file,
         )
-    return proc.stdout, [message] if message else []
+    return records, [message] if message else []
 
 
 def _merge(target: dict[str, Any], change: dict[str, Any]) -> None:
     """Apply a config or summary record: `update` merges nested dicts, `remove` drops keys."""
-    for key, value in (change.get("update") or {}).items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], {"update": value})
-        else:
-            target[key] = value
+    update = change.get("update") or {}
+    if not any(isinstance(value, dict) for value in update.values()):
+        target.update(update)  # the usual record: flat metric values
+    else:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                _merge(target[key], {"update": value})
+            else:
+                target[key] = value
     for item in change.get("remove") or []:
         path = item.get("nested_key") or [item.get("key")]
         node = target
