@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,37 @@ def test_the_same_site_in_two_folders_builds_byte_identical(fixture_site, tmp_pa
     build_site(fixture_site)
     build_site(copy)
     assert snapshot(fixture_site / "dist") == snapshot(copy / "dist")
+
+
+# -- render cache (issue 8): only pages whose inputs changed are rendered again
+
+
+def test_one_changed_chapter_renders_one_page_and_matches_a_full_build(fixture_site, tmp_path):
+    assert build_site(fixture_site).pages_rendered == 2
+    assert build_site(fixture_site, force=True).pages_rendered == 2  # --force renders every page
+    (fixture_site / "dist/.build-id").unlink()  # not up to date, but no input changed: every page from the cache
+    assert build_site(fixture_site).pages_rendered == 0
+    chapter = fixture_site / "content/chapter.md"
+    chapter.write_text(chapter.read_text().replace("A footnote.", "An edited footnote."))
+    assert build_site(fixture_site).pages_rendered == 1
+    assert "An edited footnote." in (fixture_site / "dist/chapter.html").read_text()
+    fresh = shutil.copytree(fixture_site, tmp_path / "fresh", ignore=shutil.ignore_patterns(".cache", "dist"))
+    assert build_site(fresh).pages_rendered == 2
+    assert snapshot(fixture_site / "dist") == snapshot(fresh / "dist")
+
+
+def test_numbers_titles_and_data_of_other_files_re_render_the_pages_that_show_them(fixture_site):
+    build_site(fixture_site)
+    chapter, index = fixture_site / "content/chapter.md", fixture_site / "content/index.md"
+    # a new formula before eq:sigreg renumbers it, and the home page shows that number
+    chapter.write_text(chapter.read_text().replace("## The loss\n", "## The loss\n\n$$\na = b \\label{eq:first}\n$$\n"))
+    assert build_site(fixture_site).pages_rendered == 2
+    assert '<a class="xref" href="chapter.html#eq:sigreg">(1.2)</a>' in (fixture_site / "dist/index.html").read_text()
+    # a title is in every page's navigation
+    index.write_text(index.read_text().replace("title: Home", "title: Start here"))
+    assert build_site(fixture_site).pages_rendered == 2
+    assert ">Start here</a>" in (fixture_site / "dist/chapter.html").read_text()
+    # a data file: only the page that reads it
+    (fixture_site / "exports/runs/a/summary.json").write_text('{"final_probe/test_top1": 0.5}')
+    assert build_site(fixture_site).pages_rendered == 1
+    assert ">50.0%</span>" in (fixture_site / "dist/index.html").read_text()

@@ -18,6 +18,9 @@ from site_builder.site.build import build_site
 from tests.conftest import history_csv, write_site
 
 
+DOWNLOAD = r'<a class="download" href="(data/[^"]+\.csv)" download="[^"]+">'
+
+
 def figures_in(page_html: str) -> list[dict]:
     return [json.loads(s) for s in re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page_html)]
 
@@ -46,7 +49,7 @@ def test_line_chart_json_and_full_csv(built_fixture_site):
     assert 9.0 in loss_trace["y"]  # the spike at step 1500 survives downsampling
     assert all(isinstance(v, float) and math.isfinite(v) for v in sigreg_trace["y"])
     # the CSV beside the chart has every row, the logged NaN included
-    link = re.search(r'<a class="download" href="(data/[^"]+\.csv)" download>', page).group(1)
+    link = re.search(DOWNLOAD, page).group(1)
     rows = list(csv.DictReader(io.StringIO((built_fixture_site / link).read_text())))
     assert len(rows) == 3000
     assert list(rows[0]) == ["_step", "train/loss", "train/sigreg"]
@@ -62,7 +65,8 @@ def test_sparse_metrics_and_several_runs(built_fixture_site):
     assert a["x"] == [0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
     assert a["y"] == pytest.approx([0.1 + 0.05 * k for k in range(6)])
     assert b["x"] == [0.0, 500.0, 1000.0]
-    rows = list(csv.reader(io.StringIO((built_fixture_site / "data/chapter-figure-3.csv").read_text())))
+    link = re.findall(DOWNLOAD, (built_fixture_site / "chapter.html").read_text())[1]  # figure 3: figure 2 (panels) has no CSV
+    rows = list(csv.reader(io.StringIO((built_fixture_site / link).read_text())))
     assert rows[0] == ["run", "_step", "probe/test_acc"]
     assert [(r[0], r[1]) for r in rows[1:]] == [("A", str(500 * k)) for k in range(6)] + [("B", str(500 * k)) for k in range(3)]
 
@@ -82,9 +86,23 @@ def test_bar_chart_over_categories(built_fixture_site):
     bar = figures_in(page)[3]
     assert bar["type"] == "bar"
     assert bar["traces"] == [{"name": "top1", "x": ["LeJEPA", "Info, NCE"], "y": [0.41, 0.38]}]
-    link = re.findall(r'<a class="download" href="(data/[^"]+\.csv)" download>', page)[-1]
+    link = re.findall(DOWNLOAD, page)[-1]
     rows = list(csv.reader(io.StringIO((built_fixture_site / link).read_text())))
     assert rows == [["method", "top1"], ["LeJEPA", "0.41"], ["Info, NCE", "0.38"], ["not run", ""]]
+
+
+def test_charts_of_the_same_data_share_one_csv(tmp_path):
+    block = "```chart\nsource: runs/a/history.csv\ny: train/loss\ntitle: {}\n```\n\n"
+    other = "```chart\nsource: runs/a/history.csv\ny: [train/loss, epoch]\n```\n"
+    root = one_chart_site(tmp_path, block.format("First") + block.format("Second") + other)
+    build_site(root)
+    page = (root / "dist/index.html").read_text()
+    links = re.findall(DOWNLOAD, page)
+    assert len(links) == 3 and links[0] == links[1] != links[2]
+    assert sorted(p.name for p in (root / "dist/data").iterdir()) == sorted({links[0][5:], links[2][5:]})
+    assert re.findall(r'download="([^"]+)"', page) == ["index-figure-1.csv", "index-figure-2.csv", "index-figure-3.csv"]
+    header = next(csv.reader(io.StringIO((root / "dist" / links[2]).read_text())))
+    assert header == ["_step", "train/loss", "epoch"]
 
 
 def test_values_tables_and_pending(built_fixture_site):
@@ -180,8 +198,8 @@ def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_si
     build_site(fixture_site)
     assert len(calls) == 5  # four drawable charts + the pending one
     calls.clear()
-    index = fixture_site / "content/index.md"
-    index.write_text(index.read_text() + "\nMore prose.\n")
+    chapter = fixture_site / "content/chapter.md"  # the page with the charts is rendered again
+    chapter.write_text(chapter.read_text() + "\nMore prose.\n")
     build_site(fixture_site)
     assert calls == ["runs/not-yet/history.csv"]  # only the pending chart is looked at again
     calls.clear()

@@ -27,6 +27,12 @@ def chart_json(page: Path) -> list[dict]:
     return [json.loads(text) for attrs, text in scan(page.read_text()).scripts if attrs.get("type") == "application/json"]
 
 
+def csv_link(page: Path) -> str:
+    """The page's only chart-data download link."""
+    (link,) = re.findall(r'<a class="download" href="(data/[^"]+\.csv)"', page.read_text(encoding="utf-8"))
+    return link
+
+
 def test_nan_inf_and_empty_columns(site):
     """Non-finite values are not drawn (Plotly cannot), an all-empty column is an empty trace, the JSON stays valid."""
     body = (
@@ -43,7 +49,7 @@ def test_nan_inf_and_empty_columns(site):
     assert (empty["x"], empty["y"]) == ([], [])
     text = re.sub(r"<[^>]+>", "", (site / "dist/b.html").read_text())
     assert "Max ∞, last −∞, first 1.00." in text  # max over logged values: inf was logged, NaN is skipped
-    downloaded = list(csv.reader(io.StringIO((site / "dist/data/b-figure-1.csv").read_text())))
+    downloaded = list(csv.reader(io.StringIO((site / "dist" / csv_link(site / "dist/b.html")).read_text())))
     assert downloaded[0] == ["_step", "a", "empty"]
     assert [row[1] for row in downloaded[1:]] == ["1", "nan", "inf", "0.5", "-inf"]  # every logged value, as logged
 
@@ -102,7 +108,7 @@ def test_hostile_metric_names_are_data_everywhere(site):
     assert [t["name"] for t in figure["traces"]] == HOSTILE_NAMES
     assert figure["title"] == HOSTILE_NAMES[4]
     assert all("alert(" not in text for attrs, text in found.scripts if attrs.get("type") != "application/json")
-    downloaded = list(csv.reader(io.StringIO((site / "dist/data/b-figure-1.csv").read_text(encoding="utf-8"))))
+    downloaded = list(csv.reader(io.StringIO((site / "dist" / csv_link(site / "dist/b.html")).read_text(encoding="utf-8"))))
     assert downloaded[0] == header
     text = page.read_text()
     for name in HOSTILE_NAMES:

@@ -44,12 +44,21 @@ class ChartCache:
         figure_file, csv_file = self.folder / f"{key}.json", self.folder / f"{key}.csv"
         if figure_file.exists():
             self.hits += 1
-            return ChartResult(orjson.loads(figure_file.read_bytes()), csv_file.read_bytes() if csv_file.exists() else None)
+            return ChartResult(orjson.loads(figure_file.read_bytes()), self.csv(key), cache_key=key)
         result = build_chart(spec, self.exports)
         if result.csv is not None:
             write_bytes_atomic(csv_file, result.csv)
         write_bytes_atomic(figure_file, orjson.dumps(result.figure))
+        result.cache_key = key
         return result
+
+    def csv(self, key: str) -> bytes | None:
+        """The full-data CSV of a cached chart (None if it has none)."""
+        csv_file = self.folder / f"{key}.csv"
+        return csv_file.read_bytes() if csv_file.exists() else None
+
+    def has(self, key: str) -> bool:
+        return (self.folder / f"{key}.json").exists()
 
     def prune(self) -> None:
         """Drop entries this build did not use."""

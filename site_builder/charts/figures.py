@@ -32,6 +32,7 @@ class ChartResult:
     figure: dict | None  # None when a source is missing (pending)
     csv: bytes | None = None  # full data for download
     missing: list[str] = field(default_factory=list)  # sources that do not exist yet
+    cache_key: str = ""  # its entry in the chart cache ('' when not cached)
 
 
 def check_spec(spec: dict) -> dict:

@@ -38,6 +38,8 @@ class BuildResult:
     formulas_rendered: int = 0
     formulas_total: int = 0
     katex_seconds: float = 0.0
+    pages_rendered: int = 0
+    """Pages whose markdown was rendered; the others came unchanged from the render cache."""
     search_bytes: int = 0
     """Size of the search index in dist/pagefind/ (without Pagefind's UI code)."""
 
@@ -48,14 +50,14 @@ class BuildResult:
         return (
             f"built {len(self.pages)} pages, {self.charts} charts, {self.files} files, "
             f"{self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s "
-            f"(math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
+            f"({self.pages_rendered} pages rendered, the others unchanged; math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
             f"search index {self.search_bytes / 1024:.0f} KB)"
         )
 
 
 def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
-    previous `out` stays untouched unless the whole build succeeds."""
+    previous `out` stays untouched unless the whole build succeeds. `force` renders every page again."""
     start = time.perf_counter()
     root = Path(root).resolve()
     project = Project(root, load_config(root))
@@ -74,7 +76,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     pages = gather_pages(project)
     builder.pages_by_slug = {p.slug: p for p in pages}
     builder.labels = number_labels(pages)
-    files = render_site(project, builder, pages, base_url)
+    files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
     key = fingerprint.compute(builder.data_files)
     files[BUILD_ID_FILE] = key.encode() + b"\n"
     with staged_dir(out) as tmp:
@@ -85,6 +87,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
         search_bytes = index_search(tmp)  # search (issue 7): Pagefind indexes the written pages
     builder.math.save()
     builder.charts.prune()
+    builder.page_cache.save()
     fingerprint.save(key, builder.data_files)
     return BuildResult(
         out,
@@ -95,6 +98,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
         seconds=time.perf_counter() - start,
         warnings=builder.warnings,
         search_bytes=search_bytes,
+        pages_rendered=builder.pages_rendered,
         formulas_rendered=builder.math.rendered,
         formulas_total=builder.math.calls,
         katex_seconds=builder.math.seconds,

@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where the site will be published, e.g. /lejepa-report/ (default: site.toml's base_url). "
         "Links in pages are relative either way; this only fills metadata that must be absolute.",
     )
-    parser.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    parser.add_argument("--force", action="store_true", help="rebuild and render every page again even if nothing changed")
 
 
 def run(args: argparse.Namespace) -> int:

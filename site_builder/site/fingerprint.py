@@ -80,7 +80,12 @@ class Fingerprint:
 
     def input_files(self, data_files) -> list[Path]:
         root = self.project.root
-        files = [root / "site.toml", *sorted(self.project.content.glob("*.md"))]
+        return [*sorted(self.project.content.glob("*.md")), *self.tool_files(), *(root / f for f in sorted(data_files))]
+
+    def tool_files(self) -> list[Path]:
+        """Inputs every page depends on besides chapters and data: site.toml, templates, build code, libraries."""
+        root = self.project.root
+        files = [root / "site.toml"]
         files += sorted(p for p in self.project.templates.rglob("*") if p.is_file())
         code = Path(site_builder.__file__).parent
         for package in ("site", "content", "charts"):
@@ -88,8 +93,14 @@ class Fingerprint:
         files += [code / "fsutil.py", code / "errors.py"]
         files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)]
         files += _third_party_files()
-        files += [root / f for f in sorted(data_files)]
         return files
+
+    def tool_key(self) -> str:
+        """A hash over the options and tool_files(): part of every page's render-cache key."""
+        h = hashlib.sha256(orjson.dumps(self.options, option=orjson.OPT_SORT_KEYS))
+        for path in self.tool_files():
+            h.update(f"{self._name(path)}\0{self.file_hash(path)}\n".encode())
+        return h.hexdigest()
 
     def file_hash(self, path: Path) -> str:
         key = str(path)

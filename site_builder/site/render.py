@@ -4,6 +4,7 @@ cross-references), check internal links and anchors, and return every file of di
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from html import escape
@@ -32,6 +33,7 @@ from site_builder.content.math import MathRenderer, katex_version
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
+from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
 
@@ -75,6 +77,8 @@ class PageRenderer:
         self.b, self.page = builder, page
         self.path = page.doc.path
         self.figure_count = 0
+        self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
+        self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
 
     def error(self, message: str, line: int) -> UserError:
         return UserError(message, path=self.path, line=line)
@@ -84,12 +88,12 @@ class PageRenderer:
         try:
             path = resolve_source(self.b.project.exports, rel)
         except SourceMissing:
-            self.b.data_files.add(f"exports/{rel}")
+            self.data_files.add(f"exports/{rel}")
             self.b.pending_source(self.path, line, rel)
             return None
         except UserError as exc:
             raise self.error(exc.message, line) from None
-        self.b.data_files.add(path.relative_to(self.b.project.root).as_posix())
+        self.data_files.add(path.relative_to(self.b.project.root).as_posix())
         return path
 
     # -- math and references
@@ -192,9 +196,13 @@ class PageRenderer:
         self.page.charts += 1
         download = ""
         if result.csv is not None:
-            csv_rel = f"data/{self.page.slug}-figure-{self.figure_count}.csv"
+            # named by content: charts of the same data share one file (issue 8); the reader's copy
+            # is still saved under the chart's own name
+            csv_rel = f"data/{hashlib.sha256(result.csv).hexdigest()[:16]}.csv"
             self.b.data_out[csv_rel] = result.csv
-            download = f' <a class="download" href="{csv_rel}" download>Data (CSV)</a>'
+            self.data_out[csv_rel] = result.cache_key
+            name = f"{self.page.slug}-figure-{self.figure_count}.csv"
+            download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
         caption = self._caption(f"Figure {number}", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
         height = check_spec(spec)["height"]
@@ -266,6 +274,8 @@ class Builder:
     def __init__(self, project: Project, file_hash):
         self.project = project
         self.charts = ChartCache(project.cache / "charts", project.exports, file_hash)
+        self.page_cache = PageCache(project.cache / "pages", project.root, file_hash)
+        self.pages_rendered = 0  # pages whose markdown was rendered (not taken from the render cache)
         self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
         self.labels: dict[str, tuple[Page, str]] = {}
         self.pages_by_slug: dict[str, Page] = {}
@@ -313,15 +323,55 @@ def check_links(pages: list[Page]) -> None:
                 raise UserError(f"link to {link.href}: no anchor '#{link.anchor}' on {target.doc.path}", path=page.doc.path, line=link.line)
 
 
-def render_site(project: Project, builder: Builder, pages: list[Page], base_url: str) -> dict[str, bytes]:
-    """Every file of dist/ (relative path -> bytes)."""
+def _render_page(builder: Builder, page: Page) -> dict:
+    """Render one page's article; returns its render-cache entry (without key, assets and html)."""
+    renderer = PageRenderer(builder, page)
+    page.body = render_markdown(page.doc, renderer)
+    page.anchors = set(ID_RE.findall(page.body))
+    builder.pages_rendered += 1
+    return {
+        "data": builder.page_cache.data_hashes(renderer.data_files),
+        "body": page.body,
+        "links": [[link.href, link.line, link.page, link.anchor] for link in page.links],
+        "charts": page.charts,
+        "has_math": page.has_math,
+        "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
+        "data_out": renderer.data_out,
+    }
+
+
+def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
+    """Take a page's render from its cache entry; False when a CSV it links to left the chart cache."""
+    if not all(builder.charts.has(key) for key in entry["data_out"].values()):
+        return False
+    page.body = entry["body"]
+    page.anchors = set(ID_RE.findall(page.body))
+    page.links = [Link(*link) for link in entry["links"]]
+    page.charts, page.has_math = entry["charts"], entry["has_math"]
+    for rel, lines in entry["pending"]:
+        builder.pending[(page.doc.path, rel)] = list(lines)
+    for csv_rel, key in entry["data_out"].items():
+        builder.charts.used.add(key)
+        builder.data_out[csv_rel] = builder.charts.csv(key)
+    return True
+
+
+def render_site(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool = True) -> dict[str, bytes]:
+    """Every file of dist/ (relative path -> bytes). Pages whose inputs are unchanged come from the
+    render cache (site.page_cache) unless `use_cache` is off; `builder.pages_rendered` counts the others."""
     katex_dist = find_katex(project.root, builder.math.version)
+    shared = site_key(pages, builder.labels)
+    entries = {}
     for page in pages:
-        renderer = PageRenderer(builder, page)
-        page.body = render_markdown(page.doc, renderer)
-        page.anchors = set(ID_RE.findall(page.body))
+        key = builder.page_cache.key(tool_key, shared, page)
+        entry = builder.page_cache.lookup(page, key) if use_cache else None
+        if entry is None or not _restore_page(builder, page, entry):
+            entry = dict(_render_page(builder, page), key=key)
+        builder.data_files.update(entry["data"])
+        entries[page.slug] = entry
     check_links(pages)
     assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(project.templates),
         autoescape=True,
@@ -331,17 +381,23 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     template = env.get_template("page.html")
     files: dict[str, bytes] = dict(assets.files)
     for i, page in enumerate(pages):
-        html = template.render(
-            site=project.config,
-            base_url=base_url,
-            page=page,
-            nav=pages,
-            prev=pages[i - 1] if i > 0 else None,
-            next=pages[i + 1] if i + 1 < len(pages) else None,
-            assets=assets.urls,
-            body=Markup(page.body),
-        )
-        files[page.url] = html.encode("utf-8")
+        entry = entries[page.slug]
+        if entry.get("assets") != assets_key:
+            html = template.render(
+                site=project.config,
+                base_url=base_url,
+                page=page,
+                nav=pages,
+                prev=pages[i - 1] if i > 0 else None,
+                next=pages[i + 1] if i + 1 < len(pages) else None,
+                assets=assets.urls,
+                body=Markup(page.body),
+            )
+            entry.update(assets=assets_key, html=html)
+            builder.page_cache.keep(page, entry, changed=True)
+        else:
+            builder.page_cache.keep(page, entry, changed=False)
+        files[page.url] = entry["html"].encode("utf-8")
     files.update(builder.data_out)
     files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: cards, sitemap, 404
     files[".nojekyll"] = b""

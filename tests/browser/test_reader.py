@@ -28,7 +28,10 @@ def search(page, term: str) -> list[str]:
 def test_search_finds_a_chapter_under_the_sub_path(built_fixture_site, serve, browser_page):
     base = serve(built_fixture_site)
     visit = browser_page(base + "index.html")
-    hrefs = search(visit.page, "callout")  # a word only the chapter's article contains
+    loaded = "() => performance.getEntriesByType('resource').filter(r => r.name.includes('pagefind-ui')).length"
+    assert visit.page.evaluate(loaded) == 0  # Pagefind's UI loads only once the reader uses the box
+    hrefs = search(visit.page, "callout")
+    assert visit.page.evaluate(loaded) == 2  # its script and stylesheet  # a word only the chapter's article contains
     assert hrefs and all(h.startswith(base) for h in hrefs), hrefs
     assert {h.split("#")[0] for h in hrefs} == {base + "chapter.html"}
     visit.page.click(".pagefind-ui__result-link")
