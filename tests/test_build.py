@@ -116,14 +116,21 @@ def test_the_same_site_in_two_folders_builds_byte_identical(fixture_site, tmp_pa
 # -- render cache (issue 8): only pages whose inputs changed are rendered again
 
 
-def test_one_changed_chapter_renders_one_page_and_matches_a_full_build(fixture_site, tmp_path):
+def test_one_changed_chapter_renders_one_page_and_matches_a_full_build(fixture_site, tmp_path, monkeypatch):
+    from site_builder.content import markdown
+
+    parsed = []
+    real_parse = markdown.parse_markdown
+    monkeypatch.setattr(markdown, "parse_markdown", lambda text, path: parsed.append(path) or real_parse(text, path))
     assert build_site(fixture_site).pages_rendered == 2
     assert build_site(fixture_site, force=True).pages_rendered == 2  # --force renders every page
     (fixture_site / "dist/.build-id").unlink()  # not up to date, but no input changed: every page from the cache
     assert build_site(fixture_site).pages_rendered == 0
     chapter = fixture_site / "content/chapter.md"
     chapter.write_text(chapter.read_text().replace("A footnote.", "An edited footnote."))
+    parsed.clear()
     assert build_site(fixture_site).pages_rendered == 1
+    assert parsed == ["content/chapter.md"]  # the unchanged home page's outline (title, labels) came from the cache
     assert "An edited footnote." in (fixture_site / "dist/chapter.html").read_text()
     fresh = shutil.copytree(fixture_site, tmp_path / "fresh", ignore=shutil.ignore_patterns(".cache", "dist"))
     assert build_site(fresh).pages_rendered == 2

@@ -71,7 +71,7 @@ class Label:
 class MarkdownDoc:
     path: str  # shown in error messages
     meta: dict[str, Any]
-    tokens: list[Token]
+    tokens: list[Token] | None  # None: only the outline (meta, headings, labels) is known; see site.pages.Outlines
     env: dict
     headings: list[Heading] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)

@@ -68,12 +68,13 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     if not force and fingerprint.up_to_date(out):
         return BuildResult(out, [], skipped=True, seconds=time.perf_counter() - start)
 
-    from site_builder.site.pages import gather_pages, number_labels
+    from site_builder.site.pages import Outlines, gather_pages, number_labels
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
     from site_builder.site.search import index_search
 
     builder = Builder(project, fingerprint.file_hash)
-    pages = gather_pages(project)
+    outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
+    pages = gather_pages(project, outlines)
     builder.pages_by_slug = {p.slug: p for p in pages}
     builder.labels = number_labels(pages)
     files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
@@ -88,6 +89,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     builder.math.save()
     builder.charts.prune()
     builder.page_cache.save()
+    outlines.save()
     fingerprint.save(key, builder.data_files)
     return BuildResult(
         out,

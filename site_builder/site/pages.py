@@ -7,12 +7,16 @@ equation, figure and table as chapter.n so references work across chapters.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from site_builder.errors import UserError
+from site_builder.fsutil import write_bytes_atomic
 
 if TYPE_CHECKING:
     from site_builder.content.markdown import Heading, MarkdownDoc
@@ -46,6 +50,8 @@ class Page:
     """Every id on the rendered page."""
     charts: int = 0
     has_math: bool = False
+    text: str = ""
+    """The chapter's markdown source."""
 
     @property
     def url(self) -> str:
@@ -63,10 +69,60 @@ class Page:
     def headings(self) -> list[Heading]:
         return self.doc.headings
 
+    def parsed(self) -> MarkdownDoc:
+        """The doc with its tokens, parsing the source now if phase 1 took only its outline from the cache."""
+        if self.doc.tokens is None:
+            from site_builder.content.markdown import parse_markdown
 
-def gather_pages(project: Project) -> list[Page]:
-    from site_builder.content.markdown import parse_markdown  # heavy: imported only when building
+            doc = parse_markdown(self.text, self.doc.path)
+            doc.labels = self.doc.labels  # the same labels, already numbered
+            self.doc = doc
+        return self.doc
 
+
+class Outlines:
+    """Phase 1's result per chapter (front matter, headings, labels), stored by the source's hash: numbering
+    the pages does not parse an unchanged chapter; it is parsed only if its page is rendered (Page.parsed)."""
+
+    def __init__(self, file: Path, use_stored: bool = True):
+        self.file = file
+        self.stored: dict = {}
+        if use_stored:
+            try:
+                self.stored = orjson.loads(file.read_bytes())
+            except (FileNotFoundError, orjson.JSONDecodeError):
+                pass  # a missing or damaged cache is only a slower build
+        self.current: dict[str, dict] = {}
+
+    def doc(self, text: str, rel: str) -> MarkdownDoc:
+        from site_builder.content.markdown import Heading, Label, MarkdownDoc, parse_markdown  # heavy: only when building
+
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        outline = self.stored.get(rel)
+        if outline and outline["sha256"] == digest:
+            headings = [Heading(*h) for h in outline["headings"]]
+            labels = [Label(*label) for label in outline["labels"]]
+            doc = MarkdownDoc(rel, outline["meta"], None, {}, headings, labels)
+        else:
+            doc = parse_markdown(text, rel)
+            headings = [[h.level, h.id, h.text] for h in doc.headings]
+            labels = [[label.kind, label.name, label.line] for label in doc.labels]
+            outline = {"sha256": digest, "meta": doc.meta, "headings": headings, "labels": labels}
+        self.current[rel] = outline
+        return doc
+
+    def save(self) -> None:
+        if self.current != self.stored:
+            try:
+                data = orjson.dumps(self.current, option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:  # e.g. an order beyond 64-bit integers: not worth remembering
+                return
+            write_bytes_atomic(self.file, data)
+
+
+def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Page]:
+    """Phase 1; `outlines` (if given) remembers each chapter's outline so the next build parses only changed ones."""
+    outlines = outlines or Outlines(project.cache / "outlines.json", use_stored=False)
     sources = sorted(project.content.glob("*.md"))
     if not sources:
         raise UserError("no chapters: add markdown files to content/ (index.md is the home page)", path="content/")
@@ -84,7 +140,7 @@ def gather_pages(project: Project) -> list[Page]:
             text = source.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path=rel) from None
-        doc = parse_markdown(text, rel)
+        doc = outlines.doc(text, rel)
         order = doc.meta.get("order", 0 if source.stem == "index" else 1000)
         if isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order):
             raise UserError(f"front matter: order must be a number, got {order!r}", path=rel, line=1)
@@ -92,7 +148,7 @@ def gather_pages(project: Project) -> list[Page]:
             other = orders.setdefault(order, rel)
             if other != rel:
                 raise UserError(f"front matter: order {order} is also the order of {other}; give each chapter its own", path=rel)
-        pages.append(Page(source, source.stem, doc))
+        pages.append(Page(source, source.stem, doc, text=text))
     if len(set(project.config.chapters)) != len(project.config.chapters):
         twice = next(s for s in project.config.chapters if project.config.chapters.count(s) > 1)
         raise UserError(f"Config value 'chapters': '{twice}' is listed twice", path="site.toml")

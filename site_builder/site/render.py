@@ -326,7 +326,7 @@ def check_links(pages: list[Page]) -> None:
 def _render_page(builder: Builder, page: Page) -> dict:
     """Render one page's article; returns its render-cache entry (without key, assets and html)."""
     renderer = PageRenderer(builder, page)
-    page.body = render_markdown(page.doc, renderer)
+    page.body = render_markdown(page.parsed(), renderer)
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
     return {
