@@ -98,13 +98,31 @@ def load_json(path: Path, rel: str | None = None) -> Any:
         raise UserError(f"{rel or path.name}: invalid JSON: {exc}") from None
 
 
+# Columns already read in this build, per file (path, size, mtime): charts and values over the same
+# history read it once. Cleared at the start of each build (clear_column_memo), so it never outgrows one.
+_COLUMN_MEMO: dict[tuple, dict[str, Column]] = {}
+
+
+def clear_column_memo() -> None:
+    _COLUMN_MEMO.clear()
+
+
 def read_numeric_columns(path: Path, rel: str, names: list[str]) -> dict[str, Column]:
-    """Read the named columns of a history table as numbers (CSV streamed, only these columns parsed)."""
+    """Read the named columns of a history table as numbers (CSV streamed, only these columns parsed);
+    columns this build has already read from the same file are not read again."""
+    st = path.stat()
+    memo = _COLUMN_MEMO.setdefault((str(path), st.st_size, st.st_mtime_ns), {})
+    missing = [name for name in dict.fromkeys(names) if name not in memo]
+    if missing:
+        memo.update(_read_numeric_columns(path, rel, missing))
+    return {name: memo[name] for name in dict.fromkeys(names)}
+
+
+def _read_numeric_columns(path: Path, rel: str, names: list[str]) -> dict[str, Column]:
     existing = columns_of(path, rel)
     for name in names:
         if name not in existing:
             raise _unknown("column", name, rel, existing)
-    names = list(dict.fromkeys(names))
     if path.suffix == ".csv":
         return _read_csv_numeric(path, rel, names)
     data = load_columnar(path, rel)["data"]

@@ -8,6 +8,7 @@ only formulas it has never seen.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import re
 import time
 from importlib.metadata import version
@@ -21,6 +22,8 @@ from site_builder.fsutil import write_bytes_atomic
 
 # pykatex does not expose the KaTeX version it embeds; this table does, per pykatex release.
 KATEX_IN_PYKATEX = {"0.1.1": "0.16.22"}
+
+POOL_MIN = 200  # new formulas below which prerender() does not start a pool (measured: benchmarks.build)
 
 LABEL_RE = re.compile(r"\\label\{([^{}]*)\}")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
@@ -50,6 +53,17 @@ def split_label(tex: str, *, path: str, line: int) -> tuple[str, str | None]:
     return LABEL_RE.sub("", tex), label
 
 
+def _render_chunk(chunk: list[tuple[str, bool]]) -> list[str | None]:
+    """In a pool worker: KaTeX HTML per formula, None for TeX that KaTeX rejects."""
+    out = []
+    for tex, display in chunk:
+        try:
+            out.append(pykatex.renderToString(tex, displayMode=display, throwOnError=True))
+        except pykatex.ParseError:
+            out.append(None)
+    return out
+
+
 class MathRenderer:
     """Renders formulas through KaTeX, remembering every result in `cache_file` (if given)."""
 
@@ -67,9 +81,30 @@ class MathRenderer:
         self.rendered = 0  # formulas actually sent to KaTeX (cache misses)
         self.seconds = 0.0  # time spent inside KaTeX
 
+    def _key(self, tex: str, display: bool) -> str:
+        return hashlib.sha256(f"{self.version}\0{int(display)}\0{tex}".encode()).hexdigest()
+
+    def prerender(self, formulas: list[tuple[str, bool]], processes: int) -> None:
+        """Render the formulas not in the cache in a pool of `processes` workers when there are at least
+        POOL_MIN of them (fewer do not pay for the pool's start). Results are the same strings render()
+        would make; a formula KaTeX rejects is left to render(), which reports it with file and line."""
+        todo = sorted({(tex, display) for tex, display in formulas if self._key(tex, display) not in self.cache})
+        if processes < 2 or len(todo) < POOL_MIN or "fork" not in multiprocessing.get_all_start_methods():
+            return
+        start = time.perf_counter()
+        chunks = [todo[k :: processes * 4] for k in range(processes * 4)]
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            for chunk, htmls in zip(chunks, pool.map(_render_chunk, chunks)):
+                for (tex, display), html in zip(chunk, htmls):
+                    if html is not None:
+                        self.cache[self._key(tex, display)] = html
+                        self.rendered += 1
+                        self.dirty = True
+        self.seconds += time.perf_counter() - start
+
     def render(self, tex: str, display: bool, *, path: str, line: int) -> str:
         self.calls += 1
-        key = hashlib.sha256(f"{self.version}\0{int(display)}\0{tex}".encode()).hexdigest()
+        key = self._key(tex, display)
         html = self.cache.get(key)
         if html is None:
             start = time.perf_counter()

@@ -55,9 +55,10 @@ class BuildResult:
         )
 
 
-def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False) -> BuildResult:
+def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int = 2) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
-    previous `out` stays untouched unless the whole build succeeds. `force` renders every page again."""
+    previous `out` stays untouched unless the whole build succeeds. `force` renders every page again;
+    `jobs` processes render new formulas when there are many (content.math.MathRenderer.prerender)."""
     start = time.perf_counter()
     root = Path(root).resolve()
     project = Project(root, load_config(root))
@@ -73,6 +74,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     from site_builder.site.search import index_search
 
     builder = Builder(project, fingerprint.file_hash)
+    builder.jobs = jobs
     outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
     pages = gather_pages(project, outlines)
     builder.pages_by_slug = {p.slug: p for p in pages}

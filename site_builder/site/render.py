@@ -19,6 +19,7 @@ from site_builder.charts.data import (
     Column,
     SourceMissing,
     aggregate,
+    clear_column_memo,
     is_table,
     lookup_key,
     read_mapping,
@@ -100,9 +101,7 @@ class PageRenderer:
 
     def math(self, tex: str, display: bool, line: int, label: str | None = None) -> str:
         self.page.has_math = True
-        if label:
-            tex = f"{tex}\n\\tag{{{self.b.labels[label][1]}}}"
-        html = self.b.math.render(tex, display, path=self.path, line=line)
+        html = self.b.math.render(self.b.numbered_tex(tex, label), display, path=self.path, line=line)
         if label:
             return f'<div class="equation" id="{escape(label)}">{html}</div>'
         return html
@@ -276,12 +275,13 @@ class Builder:
         self.charts = ChartCache(project.cache / "charts", project.exports, file_hash)
         self.page_cache = PageCache(project.cache / "pages", project.root, file_hash)
         self.pages_rendered = 0  # pages whose markdown was rendered (not taken from the render cache)
+        self.jobs = 1  # processes for new formulas (MathRenderer.prerender)
+        clear_column_memo()
         self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
         self.labels: dict[str, tuple[Page, str]] = {}
         self.pages_by_slug: dict[str, Page] = {}
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
-        self.columns: dict[tuple, Column] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
@@ -301,12 +301,24 @@ class Builder:
     def chart(self, spec: dict):
         return self.charts.chart(spec)
 
+    def numbered_tex(self, tex: str, label: str | None) -> str:
+        """A display formula's TeX with its equation number, if it has a label."""
+        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label else tex
+
+    def formulas(self, page: Page) -> list[tuple[str, bool]]:
+        """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
+        out = []
+        for token in page.parsed().tokens:
+            if token.type == "math_block":
+                out.append((self.numbered_tex(token.meta.get("tex", token.content), token.meta.get("label")), True))
+            for child in token.children or []:
+                if child.type in ("math_inline", "math_inline_double"):
+                    out.append((child.content, child.type == "math_inline_double"))
+        return out
+
     def column(self, path, rel: str, name: str) -> Column:
-        """One history column, read once per build however many values in prose use it."""
-        key = (path, name)
-        if key not in self.columns:
-            self.columns[key] = read_numeric_columns(path, rel, [name])[name]
-        return self.columns[key]
+        """One history column (read once per build however many values in prose use it: charts.data memoises)."""
+        return read_numeric_columns(path, rel, [name])[name]
 
 
 ID_RE = re.compile(r'\sid="([^"]+)"')
@@ -361,14 +373,19 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     render cache (site.page_cache) unless `use_cache` is off; `builder.pages_rendered` counts the others."""
     katex_dist = find_katex(project.root, builder.math.version)
     shared = site_key(pages, builder.labels)
-    entries = {}
+    entries, to_render = {}, []
     for page in pages:
         key = builder.page_cache.key(tool_key, shared, page)
         entry = builder.page_cache.lookup(page, key) if use_cache else None
         if entry is None or not _restore_page(builder, page, entry):
-            entry = dict(_render_page(builder, page), key=key)
-        builder.data_files.update(entry["data"])
-        entries[page.slug] = entry
+            to_render.append((page, key))
+        else:
+            entries[page.slug] = entry
+    builder.math.prerender([f for page, _ in to_render for f in builder.formulas(page)], builder.jobs)
+    for page, key in to_render:
+        entries[page.slug] = dict(_render_page(builder, page), key=key)
+    for page in pages:
+        builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
     assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
