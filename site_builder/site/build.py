@@ -50,7 +50,7 @@ class BuildResult:
         return (
             f"built {len(self.pages)} pages, {self.charts} charts, {self.files} files, "
             f"{self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s "
-            f"({self.pages_rendered} pages rendered, the others unchanged; math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
+            f"({self.pages_rendered} of {len(self.pages)} pages rendered, the others from the render cache; math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
             f"search index {self.search_bytes / 1024:.0f} KB)"
         )
 
