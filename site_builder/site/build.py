@@ -47,10 +47,12 @@ class BuildResult:
         if self.skipped:
             return f"dist up to date ({self.out.name}/): nothing re-rendered, {self.seconds:.3f} s"
         per = f", {1000 * self.katex_seconds / self.formulas_rendered:.2f} ms each" if self.formulas_rendered else ""
+        cached = len(self.pages) - self.pages_rendered
+        rendered = f"{self.pages_rendered} of {len(self.pages)} pages rendered" + (f", {cached} from the render cache" if cached else "")
         return (
             f"built {len(self.pages)} pages, {self.charts} charts, {self.files} files, "
             f"{self.bytes / 1e6:.1f} MB in {self.seconds:.2f} s "
-            f"({self.pages_rendered} of {len(self.pages)} pages rendered, the others from the render cache; math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
+            f"({rendered}; math: {self.formulas_total} formulas, {self.formulas_rendered} rendered by KaTeX{per}; "
             f"search index {self.search_bytes / 1024:.0f} KB)"
         )
 
