@@ -101,9 +101,9 @@ def _make_killed_run(root: Path) -> Path:
 def runs(tmp_path_factory):
     """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty,
     killed (no exit record) and resumed (the killed run's folder plus a resumed segment)."""
-    saved = {k: os.environ.get(k) for k in QUIET_OFFLINE}
-    os.environ.update(QUIET_OFFLINE)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # session-scoped, so not the `monkeypatch` fixture
+        for key, value in QUIET_OFFLINE.items():
+            env.setenv(key, value)
         root = tmp_path_factory.mktemp("wandb-runs")
         made = {
             "main": _make_run(root, "lejepa-test", logged_rows(), CONFIG, {"final_probe/test_top1": 0.3125}),
@@ -121,12 +121,6 @@ def runs(tmp_path_factory):
         _make_run(resumed, "killed", [(s, {"loss": 1000.0 + s}) for s in range(20, 60)], run_id=run_id)
         made["root"] = root / "wandb"
         yield made
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def fetch(*args: str) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -53,20 +52,14 @@ def _make_run(root: Path, name: str, steps: int, config: dict, extra: dict | Non
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two real offline runs: 'secret' (planted credentials, hostile metric names) and 'plain' (50 steps)."""
-    saved = {k: os.environ.get(k) for k in [*QUIET_OFFLINE, "WANDB_API_KEY"]}
-    os.environ.update(QUIET_OFFLINE, WANDB_API_KEY=PLANTED_KEY)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # module-scoped, so not the `monkeypatch` fixture
+        for key, value in {**QUIET_OFFLINE, "WANDB_API_KEY": PLANTED_KEY}.items():
+            env.setenv(key, value)
         root = tmp_path_factory.mktemp("hostile-wandb")
         yield {
             "secret": _make_run(root, "secret-run", 5, {"lr": 0.1, **SECRETS}, HOSTILE_METRICS),
             "plain": _make_run(root, "plain-run", 50, {"lr": 0.1}),
         }
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def fetch(*args: str) -> tuple[int, str, str]:
@@ -172,12 +165,9 @@ def test_network_down(exports, monkeypatch):
 def secret_export(runs, tmp_path_factory) -> Path:
     """exports/ of the secret run, fetched once with WANDB_API_KEY set to the planted key."""
     folder = tmp_path_factory.mktemp("secret") / "exports"
-    saved = os.environ.get("WANDB_API_KEY")
-    os.environ["WANDB_API_KEY"] = PLANTED_KEY
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WANDB_API_KEY", PLANTED_KEY)
         rc, _, err = fetch(str(runs["secret"]), "--out", str(folder / "runs"))
-    finally:
-        os.environ.pop("WANDB_API_KEY") if saved is None else os.environ.update(WANDB_API_KEY=saved)
     assert rc == 0, err
     return folder
 
