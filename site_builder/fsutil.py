@@ -13,12 +13,16 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
+
+from site_builder.errors import UserError
 
 TMP_MARK = ".tmp-"  # every temporary sibling carries this in its name (and .gitignore ignores it)
 
@@ -110,15 +114,89 @@ def exclusive_lock(target: str | Path) -> Iterator[None]:
     """Serialise writers of one output folder (two builds at once wait for each other).
 
     The lock file lives in the system temp folder, keyed by the target's absolute path, so no lock
-    files clutter the project; the kernel releases it if the process dies.
+    files clutter the project; the kernel releases it if the process dies. The holder deletes the file
+    when done (so they do not pile up); a waiter that then gets the lock of a deleted file tries again.
     """
     key = hashlib.sha1(str(Path(target).resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"site_builder-{key}.lock", "w") as lock:
+    path = Path(tempfile.gettempdir()) / f"site_builder-{key}.lock"
+    while True:
+        lock = open(path, "a")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            same = os.path.samestat(os.fstat(lock.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        lock.close()  # the previous holder removed this file: lock the new one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # still holding the lock: nobody else holds this file
+        lock.close()
+
+
+STALE_TEMP_SECONDS = 600  # a temporary file this old belongs to a killed process (writes take seconds)
+
+
+def sweep_stale_temps(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> None:
+    """Delete temporary siblings (`*.tmp-*`) under `folder` left by a process killed mid-write."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for stale in folder.rglob(f"*{TMP_MARK}*"):
+        try:
+            if stale.lstat().st_mtime < cutoff:
+                shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete: only a little disk space
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def check_output_dir(out: Path, *, flag: str, inputs: list[Path], project: Path, marker: str | None) -> None:
+    """Refuse an output folder whose replacement would delete something that is not an earlier output.
+
+    `out` is replaced whole, so it may not be, contain or lie inside an input, nor be or contain the
+    project folder; a folder that already exists must be empty or hold `marker` (the file every output
+    of this command has; None: `out` only receives new sub-folders and is never replaced itself).
+    Checked before anything is written.
+    """
+    where = Path(os.path.abspath(out))
+    resolved = where.resolve()
+    for folder in [where, *where.parents]:  # an output path under a regular file
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise UserError(f"{flag} {out}: {folder} is not a folder", path=None)
+            break
+    project = project.resolve()
+    if resolved == project or project.is_relative_to(resolved):
+        raise UserError(f"{flag} {out}: that is the project folder or holds it; its contents would be replaced. Choose a new folder such as dist/")
+    for item in inputs:
+        if item.exists() and _overlaps(resolved, item.resolve()):
+            raise UserError(f"{flag} {out}: overlaps the input {item}, which replacing it would delete. Choose another folder")
+    if marker and resolved.is_dir() and not (resolved / marker).is_file() and any(resolved.iterdir()):
+        raise UserError(f"{flag} {out}: the folder exists and was not written by this command (no {marker}); "
+                        "it would be replaced whole. Choose a new or empty folder")
+
+
+def read_regular_bytes(path: Path, shown: str | Path, what: str = "this") -> bytes:
+    """The bytes of a regular file; a FIFO, device, folder or dangling link is a UserError (reading a
+    FIFO would block forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        kind = "a link to a missing file" if path.is_symlink() else "missing"
+        raise UserError(f"{what} is {kind}", path=shown) from None
+    except IsADirectoryError:
+        raise UserError(f"{what} is a folder, not a file", path=shown) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{what} is not a regular file (a folder, FIFO or device)", path=shown)
+        os.set_blocking(fd, True)
+        return f.read()
 
 
 @contextmanager

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from site_builder.analyze import figures, metrics
 from site_builder.errors import UserError
-from site_builder.fsutil import json_bytes, staged_dir
+from site_builder.fsutil import check_output_dir, json_bytes, staged_dir
 
 # CIFAR-100 test indices of the panel (test image i has fine label i % 100): fox (34), chimpanzee (21),
 # bear (3), bicycle (8), motorcycle (48), pickup truck (58), each a clear, centred example.
@@ -319,6 +319,9 @@ def run(args) -> int:
         raise UserError("--embeddings must be at least 2")
     name, model_sha, provenance = _source(args)
     target = args.out / name
+    inputs = [p for p in (args.checkpoint, args.data) if p is not None]
+    check_output_dir(args.out, flag="--out", inputs=inputs, project=Path.cwd(), marker=None)
+    check_output_dir(target, flag="--out", inputs=inputs, project=Path.cwd(), marker="meta.json")
     options = {"images": list(args.images), "embeddings": args.embeddings, "seed": args.seed}
     cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": _code_sha256(),
                                            "version": CACHE_VERSION})).hexdigest()

@@ -38,6 +38,8 @@ def resolve_source(exports: Path, rel: str) -> Path:
         raise UserError(f"source '{rel}': {exc}") from None
     if Path(rel).is_absolute() or not candidate.is_relative_to(exports.resolve()):
         raise UserError(f"source '{rel}' must be a path inside exports/ (for example runs/<run>/history.csv)")
+    if candidate.exists() and not candidate.is_file():
+        raise UserError(f"source '{rel}' is a folder or another non-regular file, not a data file")
     if not candidate.is_file():
         raise SourceMissing(rel)
     return candidate

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from site_builder.errors import UserError
+from site_builder.fsutil import check_output_dir
 
 EPILOG = """\
 examples:
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     # With several runs, one bad run (a crashed training) does not hold back the others: each error is
     # printed, the rest are exported, and the exit code is 1. A single run's error is the usual one line.
     several = args.all_offline is not None or len(args.runs) > 1
+    inputs = [Path(s) for s in args.runs if Path(s).exists()] + ([args.all_offline] if args.all_offline else [])
+    check_output_dir(args.out, flag="--out", inputs=inputs, project=Path.cwd(), marker=None)
     failed = 0
 
     def attempt(action, *params):

@@ -25,7 +25,7 @@ from site_builder.fetch.history import (
     summary_dict,
 )
 from site_builder.fetch.run_data import RunData
-from site_builder.fsutil import exclusive_lock, json_bytes, staged_dir, write_bytes_atomic
+from site_builder.fsutil import check_output_dir, exclusive_lock, json_bytes, staged_dir, write_bytes_atomic
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 INDEX_FIELDS = ("run_name", "run_id", "source", "state", "start_time", "rows", "columns")
@@ -95,6 +95,7 @@ def export_run(run: RunData, runs_dir: Path, name: str | None = None, keys: list
     folder = folder_name(run, name)
     files, meta = render(run, keys)
     out = runs_dir / folder
+    check_output_dir(out, flag="--out", inputs=[], project=Path.cwd(), marker="meta.json")  # a folder named like the run
     if _unchanged(out, files, meta):
         return folder, False, meta
     meta["fetched_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

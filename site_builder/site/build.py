@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import site_builder
-from site_builder.fsutil import staged_dir
+from site_builder.fsutil import check_output_dir, staged_dir, sweep_stale_temps
 from site_builder.site.config import load_config
 from site_builder.site.fingerprint import BUILD_ID_FILE, Fingerprint, Project
 from site_builder.site.pages import Page
@@ -64,7 +64,10 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     start = time.perf_counter()
     root = Path(root).resolve()
     project = Project(root, load_config(root))
+    inputs = [project.content, project.exports, project.templates, root / "site.toml", root / ".cache"]
+    check_output_dir(Path(out) if out else root / "dist", flag="--out", inputs=inputs, project=root, marker=BUILD_ID_FILE)
     out = Path(out).resolve() if out else root / "dist"
+    sweep_stale_temps(root / ".cache")  # left by a build killed while writing its caches
     base_url = base_url if base_url is not None else project.config.base_url
     options = {"base_url": base_url, "site_builder": site_builder.__version__}
     fingerprint = Fingerprint(project, options)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from site_builder.errors import UserError
+from site_builder.fsutil import read_regular_bytes
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ def load_config(root: Path) -> SiteConfig:
     if not path.exists():
         return SiteConfig()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_regular_bytes(path, "site.toml", "the configuration").decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path="site.toml") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"invalid TOML: {exc}", path="site.toml") from None
     known = {f.name: f for f in fields(SiteConfig)}

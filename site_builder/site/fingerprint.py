@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import stat
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ class Fingerprint:
             st = path.stat()
         except FileNotFoundError:
             return "absent"
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"  # a folder or a FIFO named like an input: the build reports it; never open it
         old = self.state.get("hashes", {}).get(key)
         if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
             digest = old[2]

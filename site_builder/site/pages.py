@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from site_builder.errors import UserError
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.fsutil import read_regular_bytes, write_bytes_atomic
 
 if TYPE_CHECKING:
     from site_builder.content.markdown import Heading, MarkdownDoc
@@ -123,7 +123,7 @@ class Outlines:
 def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Page]:
     """Phase 1; `outlines` (if given) remembers each chapter's outline so the next build parses only changed ones."""
     outlines = outlines or Outlines(project.cache / "outlines.json", use_stored=False)
-    sources = sorted(project.content.glob("*.md"))
+    sources = sorted(p for p in project.content.glob("*.md") if not p.name.startswith("."))  # .#x.md: an editor's lock
     if not sources:
         raise UserError("no chapters: add markdown files to content/ (index.md is the home page)", path="content/")
     pages = []
@@ -137,7 +137,7 @@ def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Pag
         if other != rel:  # A.md and a.md overwrite each other's page on case-insensitive file systems
             raise UserError(f"same page name as {other} apart from letter case; rename one", path=rel)
         try:
-            text = source.read_text(encoding="utf-8")
+            text = read_regular_bytes(source, rel, "the chapter").decode("utf-8").removeprefix("\ufeff")  # a BOM is not text
         except UnicodeDecodeError as exc:
             raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path=rel) from None
         doc = outlines.doc(text, rel)
