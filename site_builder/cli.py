@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import re
 import sys
 
 from site_builder import __version__
 from site_builder.errors import UserError
+from site_builder.signals import exit_on_sigterm
 
 # OSErrors reported as one line naming the file (anything else is a bug and keeps its traceback)
 USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ELOOP}
@@ -50,7 +52,20 @@ def make_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+MAX_ERROR_CHARS = 600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(message: str) -> str:
+    """An error message fit for a terminal: one line, control characters (ESC, BEL from a chapter or a
+    data file) shown as escapes, at most MAX_ERROR_CHARS characters."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], " ".join(message.split()))
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the program itself (python -m site_builder, site-builder), not a caller in-process
+        exit_on_sigterm()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
@@ -60,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+        print("error: " + one_line(str(exc)), file=sys.stderr)
         return 1
     except OSError as exc:
         # The file system refused (permission, read-only, disk full, a symlink loop): the user can fix it; name the file.
         if debug or not exc.filename or exc.errno not in USER_FIXABLE_ERRNOS:
             raise
-        print(f"error: {exc.filename}: {exc.strerror} (check the folder's permissions and free space)", file=sys.stderr)
+        print("error: " + one_line(f"{exc.filename}: {exc.strerror} (check the folder's permissions and free space)"), file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
         if debug or not exc.name or exc.name.startswith("site_builder"):

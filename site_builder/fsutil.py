@@ -39,9 +39,19 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        raise _named(exc, path)
+
+
+def _named(exc: BaseException, path: Path) -> BaseException:
+    """An OSError without a file name (a failed write: disk full) gets the output's name, so the CLI can
+    report it in one line; every other exception is returned as it is."""
+    if isinstance(exc, OSError) and not exc.filename:
+        named = OSError(exc.errno, exc.strerror or str(exc), str(path))
+        named.__cause__ = exc
+        return named
+    return exc
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -76,6 +86,24 @@ def _renameat2_exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a folder we own even where its sub-folders were made read-only (the old dist/ after a
+    swap); what still cannot be deleted is left for the next run's sweep rather than failing a finished build."""
+
+    def writable_then_retry(function, failed, exc_info) -> None:
+        try:
+            os.chmod(os.path.dirname(failed), 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                function(failed)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable_then_retry)
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put the finished folder `new` at `target`, replacing what was there.
 
@@ -84,16 +112,16 @@ def replace_dir(new: Path, target: Path) -> None:
     """
     new, target = Path(new), Path(target)
     if target.exists() and _renameat2_exchange(new, target):
-        shutil.rmtree(new)  # `new` now holds the old contents
+        remove_tree(new)  # `new` now holds the old contents
         return
     old = target.with_name(target.name + TMP_MARK + "old")
     if old.exists():
-        shutil.rmtree(old)
+        remove_tree(old)
     if target.exists():
         os.rename(target, old)
     os.rename(new, target)
     if old.exists():
-        shutil.rmtree(old)
+        remove_tree(old)
 
 
 def recover_dir(target: Path) -> None:
@@ -103,8 +131,8 @@ def recover_dir(target: Path) -> None:
     if old.exists() and not target.exists():
         os.rename(old, target)
     for stale in target.parent.glob(target.name + TMP_MARK + "*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir() and not stale.is_symlink():
+            remove_tree(stale)
         else:
             stale.unlink(missing_ok=True)
 
@@ -147,7 +175,7 @@ def sweep_stale_temps(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> N
     for stale in folder.rglob(f"*{TMP_MARK}*"):
         try:
             if stale.lstat().st_mtime < cutoff:
-                shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+                remove_tree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
         except OSError:
             pass  # gone already, or not ours to delete: only a little disk space
 
@@ -212,8 +240,8 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=target.name + TMP_MARK, dir=target.parent))
         try:
             yield tmp
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            raise _named(exc, target)
         os.chmod(tmp, 0o755)
         replace_dir(tmp, target)

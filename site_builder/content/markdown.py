@@ -32,6 +32,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from site_builder.content.math import split_label
+from site_builder.content.yaml_input import load_bounded
 from site_builder.errors import UserError
 
 CALLOUTS = ("note", "tip", "warning")
@@ -164,7 +165,7 @@ def parser() -> MarkdownIt:
 
 def _load_yaml(text: str, *, path: str, first_line: int, what: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = first_line + (mark.line if mark else 0)

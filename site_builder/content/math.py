@@ -19,6 +19,7 @@ import pykatex
 
 from site_builder.errors import UserError
 from site_builder.fsutil import write_bytes_atomic
+from site_builder.signals import quiet_worker
 
 # pykatex does not expose the KaTeX version it embeds; this table does, per pykatex release.
 KATEX_IN_PYKATEX = {"0.1.1": "0.16.22"}
@@ -93,7 +94,7 @@ class MathRenderer:
             return
         start = time.perf_counter()
         chunks = [todo[k :: processes * 4] for k in range(processes * 4)]
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=quiet_worker) as pool:
             for chunk, htmls in zip(chunks, pool.map(_render_chunk, chunks)):
                 for (tex, display), html in zip(chunk, htmls):
                     if html is not None:

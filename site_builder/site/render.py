@@ -37,6 +37,7 @@ from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
+from site_builder.site.template_env import TemplateEnvironment
 
 
 # (character, its JSON escape): inside a <script> element these could close it or confuse parsers
@@ -389,7 +390,7 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     check_links(pages)
     assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    env = jinja2.Environment(
+    env = TemplateEnvironment(
         loader=jinja2.FileSystemLoader(project.templates),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
