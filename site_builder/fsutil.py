@@ -220,10 +220,11 @@ def read_regular_bytes(path: Path, shown: str | Path, what: str = "this") -> byt
         raise UserError(f"{what} is {kind}", path=shown) from None
     except IsADirectoryError:
         raise UserError(f"{what} is a folder, not a file", path=shown) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{what} is not a regular file (a folder, FIFO or device)", path=shown)
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UserError(f"{what} is not a regular file (a folder, FIFO or device)", path=shown)
-        os.set_blocking(fd, True)
         return f.read()
 
 

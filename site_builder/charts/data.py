@@ -174,8 +174,9 @@ def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
-def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[str], list[list[Any]]]:
-    """Rows of a CSV / columnar JSON table (values as Python objects; None = empty)."""
+def read_table(path: Path, rel: str, columns: list[str] | None, max_cells: int | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Rows of a CSV / columnar JSON table (values as Python objects; None = empty); more than
+    `max_cells` values (rows × columns) is a UserError, raised before they are converted."""
     existing = columns_of(path, rel)
     columns = columns or existing
     for name in columns:
@@ -187,12 +188,20 @@ def read_table(path: Path, rel: str, columns: list[str] | None) -> tuple[list[st
             table = pacsv.read_csv(path, convert_options=convert)
         except pa.ArrowInvalid as exc:
             raise UserError(f"{rel}: cannot read: {str(exc).splitlines()[0]}") from None
+        _check_cells(table.num_rows, len(columns), max_cells, rel)
         data = {c: table.column(c).to_pylist() for c in columns}
     else:
         raw = load_columnar(path, rel)["data"]
+        _check_cells(len(raw[columns[0]]) if columns else 0, len(columns), max_cells, rel)
         data = {c: [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in raw[c]] for c in columns}
     n_rows = len(next(iter(data.values()))) if data else 0
     return columns, [[data[c][i] for c in columns] for i in range(n_rows)]
+
+
+def _check_cells(rows: int, columns: int, max_cells: int | None, rel: str) -> None:
+    if max_cells is not None and rows * columns > max_cells:
+        raise UserError(f"{rel}: {rows:,} rows × {columns} columns is too much for a table on a page (at most "
+                        f"{max_cells:,} cells); select rows with 'keys', fewer 'columns', or draw it as a chart")
 
 
 def is_table(path: Path, rel: str) -> bool:

@@ -23,6 +23,8 @@ from site_builder.charts.data import Column, SourceMissing, load_json, read_nume
 from site_builder.errors import UserError
 
 MAX_POINTS = 2000
+MAX_PANEL_PIXELS = 256 * 256  # one heat map or image (ours are at most 64×64; 4000×4000 made a 110 MB page)
+MAX_FIGURE_PIXELS = 1_000_000  # all panels of one file (ours: 83k)
 CHART_TYPES = ("line", "scatter", "bar", "panels")
 SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height"}
 
@@ -56,8 +58,13 @@ def check_spec(spec: dict) -> dict:
         spec["y"] = [spec["y"]] if isinstance(spec["y"], str) else spec["y"]
         if not isinstance(spec["y"], list) or not all(isinstance(c, str) for c in spec["y"]):
             raise UserError("chart: 'y' must be a column name or a list of column names")
+        if not spec["y"]:
+            raise UserError("chart: 'y' is an empty list; name at least one column")
         if not isinstance(spec.setdefault("x", "_step"), str):
             raise UserError(f"chart: 'x' must be a column name, got {spec['x']!r}")
+    for key in ("title", "caption", "x_title", "y_title"):
+        if key in spec and spec[key] is not None and not isinstance(spec[key], (str, int, float)):
+            raise UserError(f"chart: '{key}' must be text, got a {type(spec[key]).__name__} (quote it)")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
@@ -230,9 +237,18 @@ def panels_figure(spec: dict, rel: str, path: Path) -> dict:
     if columns is not None and (not isinstance(columns, int) or isinstance(columns, bool) or columns < 1):
         raise UserError(f"{rel}: 'columns' must be a positive integer")
     frames: dict[str, list[dict]] = {}
+    pixels = 0
     for i, panel in enumerate(panels):
         if not isinstance(panel, dict) or ("z" in panel) == ("rgb" in panel):
             raise UserError(f"{rel}: panel {i} needs exactly one of 'z' (heat map) or 'rgb' (image)")
+        grid = panel.get("z", panel.get("rgb"))
+        height = len(grid) if isinstance(grid, list) else 0
+        width = len(grid[0]) if height and isinstance(grid[0], list) else 0
+        pixels += height * width
+        if height * width > MAX_PANEL_PIXELS or pixels > MAX_FIGURE_PIXELS:
+            too_big = f"panel {i} is {height}×{width}" if height * width > MAX_PANEL_PIXELS else f"panels 0-{i} have {pixels:,} pixels"
+            raise UserError(f"{rel}: {too_big}; a panel may have at most {MAX_PANEL_PIXELS:,} pixels (256×256) and a file "
+                            f"{MAX_FIGURE_PIXELS:,}: down-sample it when exporting")
         frames.setdefault(str(panel.get("frame", "")), []).append(panel)
     figure_frames = []
     for frame, members in frames.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from site_builder.content.markdown import pygments_css
 from site_builder.errors import UserError
+from site_builder.fsutil import read_regular_bytes
 from site_builder.site.fingerprint import PROJECT_ROOT
 
 
@@ -78,9 +79,9 @@ def katex_files(katex_dist: Path) -> dict[str, bytes]:
 
 def collect_assets(templates: Path, katex_dist: Path, with_plotly: bool) -> Assets:
     assets = Assets()
-    css = (templates / "assets" / "site.css").read_bytes() + b"\n" + pygments_css().encode()
-    assets.add("site_css", "site.css", css)
-    assets.add("site_js", "site.js", (templates / "assets" / "site.js").read_bytes())
+    css = read_regular_bytes(templates / "assets" / "site.css", "templates/assets/site.css", "the theme's stylesheet")
+    assets.add("site_css", "site.css", css + b"\n" + pygments_css().encode())
+    assets.add("site_js", "site.js", read_regular_bytes(templates / "assets" / "site.js", "templates/assets/site.js", "the theme's script"))
     # KaTeX's CSS refers to fonts/… relative to itself, so its folder keeps the original names
     # and the version in the folder name does the cache busting.
     katex = katex_files(katex_dist)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -120,6 +121,10 @@ class Outlines:
             write_bytes_atomic(self.file, data)
 
 
+RESERVED_SLUGS = {"404"}  # dist/404.html is the not-found page (site.published)
+URL_BREAKING = re.compile(r"[#?%\\\x00-\x1f\x7f]")
+
+
 def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Page]:
     """Phase 1; `outlines` (if given) remembers each chapter's outline so the next build parses only changed ones."""
     outlines = outlines or Outlines(project.cache / "outlines.json", use_stored=False)
@@ -131,6 +136,10 @@ def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Pag
     slugs: dict[str, str] = {}
     for source in sources:
         rel = source.relative_to(project.root).as_posix()
+        if source.stem in RESERVED_SLUGS:
+            raise UserError(f"the page name '{source.stem}' is taken by the site's not-found page ({source.stem}.html); rename the chapter", path=rel)
+        if URL_BREAKING.search(source.stem):
+            raise UserError("the file name has a character a page address cannot hold (# ? % \\ or a control character); rename it", path=rel)
         if not source.resolve().is_relative_to(project.root):
             raise UserError("a chapter may not be a link to a file outside the project", path=rel)
         other = slugs.setdefault(source.stem.lower(), rel)

@@ -8,7 +8,7 @@ import hashlib
 import math
 import re
 from html import escape
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 import orjson
@@ -52,7 +52,16 @@ def json_for_script(obj) -> str:
     return data.decode()
 
 
+MAX_FORMAT_NUMBER = 100  # widths and precisions in a format spec (a width of 10**8 is a 100 MB page)
+MAX_TABLE_CELLS = 20_000  # rows × columns of one table (a 1M-row table is a 39 MB page)
+
+
 def _fmt(value, spec: str, where: str) -> str:
+    if any(int(n) > MAX_FORMAT_NUMBER for n in re.findall(r"\d+", spec)):
+        raise UserError(f"{where}: format '{spec[:40]}': widths and precisions above {MAX_FORMAT_NUMBER} are not allowed")
+    if value is None or not isinstance(value, (int, float, str)):
+        shown = "null" if value is None else f"a {type(value).__name__}"
+        raise UserError(f"{where}: the value is {shown}, not a number or text")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
         return {math.inf: "∞", -math.inf: "−∞"}.get(value, "NaN")
     if isinstance(value, float) and value.is_integer() and spec[-1:] in tuple("bcdoxX"):
@@ -67,6 +76,8 @@ def _cell(value, fmt: str) -> str:
     """A table cell: numbers through the table's `format` (if any), everything escaped."""
     if value is None:
         return ""
+    if not isinstance(value, (int, float, str)):
+        raise UserError(f"table: a cell holds a {type(value).__name__} ({str(value)[:40]}), not a number or text")
     if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
         return escape(_fmt(value, fmt, "table"))
     return escape(str(value))
@@ -124,11 +135,11 @@ class PageRenderer:
             self.page.links.append(Link(href, line))
             return href
         if parts.path.endswith(".md"):
-            slug = parts.path[:-3].lstrip("./")
+            slug = unquote(parts.path[:-3]).lstrip("./")  # [x](my%20chapter.md) or [x](<my chapter.md>)
             if slug not in self.b.pages_by_slug:
                 raise self.error(f"link to {parts.path}: no such chapter in content/", line)
             target = f"{slug}.html"
-            out = target + (f"#{parts.fragment}" if parts.fragment else "")
+            out = quote(target) + (f"#{parts.fragment}" if parts.fragment else "")
             self.page.links.append(Link(out, line, target, unquote(parts.fragment)))  # ids are not %-encoded
             return out
         if not parts.path:  # same-page anchor
@@ -259,7 +270,7 @@ class PageRenderer:
             if len(paths) != 1:
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
-            header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
+            header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None, MAX_TABLE_CELLS)
         head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
         return (
