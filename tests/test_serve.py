@@ -78,3 +78,49 @@ def test_a_broken_build_is_reported_and_the_server_keeps_running(started, capsys
     assert server.state.error == "" and server.state.build == (server.dist / ".build-id").read_text().strip()
     status, _, body = get(server, "/index.html")
     assert status == 200 and b"Welcome." in body
+
+
+# --- hostile requests (issue 19) ------------------------------------------------------------------
+
+
+def raw_request(server: DevServer, target: str) -> bytes:
+    """Send a request line as given (http.client would refuse some) and return the whole answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", urlsplit(server.url).port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("target", ["/%00", "/index.html%00.html", "/assets/%00/x.css", "/" + "a" * 60_000, "/" + "a/" * 30_000 + "x.html"])
+def test_hostile_request_paths_get_an_http_answer(started, capfd, target):
+    server = started(FIXTURE_FILES)
+    answer = raw_request(server, target)
+    assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.0 400 Bad path", b"HTTP/1.0 404 Not Found"), answer[:200]
+    assert get(server, "/")[0] == 200  # the server still answers
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_hundred_live_reload_readers_at_once(started):
+    import socket
+    import time
+
+    server = started(FIXTURE_FILES)
+    port = urlsplit(server.url).port
+    start = time.perf_counter()
+    sockets = []
+    try:
+        for _ in range(100):  # connect all before reading any: each holds its event stream open
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET {EVENTS_PATH} HTTP/1.0\r\n\r\n".encode())
+            sockets.append(sock)
+        for sock in sockets:
+            assert sock.recv(4096).startswith(b"HTTP/1.0 200")
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert time.perf_counter() - start < 10  # a queue of 5 made clients wait for retransmits (1 s, 3 s, ...)
+    assert get(server, "/")[0] == 200

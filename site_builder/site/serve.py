@@ -47,6 +47,19 @@ RELOAD_SCRIPT = """<script>/* injected by `site_builder serve`: live reload and 
 </script>
 """ % EVENTS_PATH
 
+MAX_PATH_CHARS = 4096  # longer request paths are answered 400 (no file name is that long)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # live-reload pages each keep a connection open; the default 5 stalled 100 readers
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the reader closed the page mid-answer: nothing to report
+        super().handle_error(request, client_address)
+
+
 ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Build failed</title></head>
 <body><h1>No site yet</h1><p>The first build failed; fix the error and this page reloads.</p></body></html>"""
 
@@ -84,6 +97,8 @@ def make_handler(dist: Path, base_path: str, state: BuildState, stop: threading.
 
         def do_GET(self):
             path = unquote(urlsplit(self.path).path)
+            if "\x00" in path or len(path) > MAX_PATH_CHARS:  # no file has such a name; Path() would raise
+                return self.send_error(400, "Bad path")
             if path == EVENTS_PATH:
                 return self.stream_events()
             if not path.startswith(base_path):
@@ -91,13 +106,17 @@ def make_handler(dist: Path, base_path: str, state: BuildState, stop: threading.
                 self.send_header("Location", base_path)
                 return self.end_headers()
             rel = path[len(base_path):] or "index.html"
-            file = (dist / rel).resolve()
-            if file.is_dir():
-                file = file / "index.html"
-            inside = file == dist or dist in file.parents
-            if inside and file.is_file() and file.suffix != ".html":
+            try:
+                file = (dist / rel).resolve()
+                if file.is_dir():
+                    file = file / "index.html"
+                is_file = file.is_file()
+            except OSError:  # a name too long for the file system, a symlink loop
+                file, is_file = dist, False
+            inside = (file == dist or dist in file.parents) and is_file
+            if inside and file.suffix != ".html":
                 return super().do_GET()
-            if inside and file.is_file():
+            if inside:
                 return self.send_html(200, file.read_bytes())
             missing = dist / "404.html"
             self.send_html(404, missing.read_bytes() if missing.is_file() else ERROR_PAGE.encode())
@@ -150,8 +169,7 @@ class DevServer:
         self.state = BuildState()
         self.stop = threading.Event()
         handler = make_handler(self.dist, self.base_path, self.state, self.stop)
-        self.httpd = http.server.ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = Server((host, port), handler)
         host_name = "localhost" if host in ("0.0.0.0", "") else host
         self.url = f"http://{host_name}:{self.httpd.server_port}{self.base_path}"
 
