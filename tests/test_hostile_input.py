@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,9 +27,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(site, where):
     text = chapter(CHART.format(f"caption: {BOMB}"), "B", 2) if where == "caption" else f"---\ntitle: B\norder: 2\n{where}: {BOMB}\n---\n\nx\n"
     if where in ("title", "order"):
         text = text.replace(f"{where}: B\n" if where == "title" else "order: 2\n", "", 1)
-    start = time.perf_counter()
-    line = assert_rejected(site, {"content/b.md": text}, "content/b.md:", "anchors")
-    assert time.perf_counter() - start < 20 and len(line) < 300
+    line = assert_rejected(site, {"content/b.md": text}, "content/b.md:", "anchors")  # before the fix: minutes, or SIGSEGV
+    assert len(line) < 300
 
 
 YAML_CASES = {
@@ -61,9 +59,7 @@ def test_a_date_in_yaml_stays_text(site):
 
 def test_a_fifo_a_folder_and_a_dangling_editor_lock_among_the_chapters(site):
     os.mkfifo(site / "content" / "x.md")
-    start = time.perf_counter()
-    assert_rejected(site, {}, "content/x.md", "not a regular file")
-    assert time.perf_counter() - start < 20
+    assert_rejected(site, {}, "content/x.md", "not a regular file")  # before the fix: blocked forever
     (site / "content" / "x.md").unlink()
     (site / "content" / "x.md").mkdir()
     assert_rejected(site, {}, "content/x.md", "not a regular file")
@@ -178,7 +174,29 @@ def test_panel_pixels_are_bounded(site):
 def test_table_size_is_bounded(site):
     rows = "\n".join(f"{i},{i / 7}" for i in range(200_000))
     table = chapter("```table\nsource: runs/r/big.csv\n```", "B", 2)
-    start = time.perf_counter()
     line = assert_rejected(site, {"exports/runs/r/big.csv": f"step,value\n{rows}\n", "content/b.md": table}, "content/b.md:6", "200,000 rows")
     assert "at most 20,000 cells" in line
-    assert time.perf_counter() - start < 30
+
+
+def test_heading_ids_are_those_of_the_anchors_plugin():
+    """Our linear-time unique ids (content.heading_ids) equal mdit_py_plugins' quadratic ones, tricky cases included."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.anchors import anchors_plugin
+
+    from site_builder.content.markdown import _slugify, parse_markdown
+
+    text = "".join(f"## {t}\n\n" for t in ["Same", "Same", "Same-1", "Same", "A `b`", "A b", "A-b", "", "", "Ünï σ", "Same-2", "Same"])
+    text += "### Same\n\n#### Same\n\n" * 3
+    plain = MarkdownIt("commonmark").use(anchors_plugin, min_level=2, max_level=3, slug_func=_slugify)
+    expected = [t.attrGet("id") for t in plain.parse(text) if t.type == "heading_open" and t.tag in ("h2", "h3")]
+    ours = [h.id for h in parse_markdown("---\ntitle: T\n---\n\n" + text, "t.md").headings]
+    assert ours == expected and len(set(ours)) == len(ours)
+    many = parse_markdown("---\ntitle: T\n---\n\n" + "## Same\n\n" * 10_000, "t.md").headings
+    assert [h.id for h in many[:3]] == ["same", "same-1", "same-2"] and many[-1].id == "same-9999"
+
+
+def test_a_social_card_reads_only_what_it_can_show():
+    from site_builder.site.social import MAX_CARD_CHARS, social_card
+
+    short = "Collapse is what happens when every image maps to the same point. " * 4
+    assert social_card("T", summary=short + "x" * 500_000) == social_card("T", summary=(short + "x" * 500_000)[:MAX_CARD_CHARS])

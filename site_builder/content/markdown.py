@@ -31,6 +31,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from site_builder.content.heading_ids import heading_ids_plugin
 from site_builder.content.math import split_label
 from site_builder.content.yaml_input import load_bounded
 from site_builder.errors import UserError
@@ -140,6 +141,7 @@ def make_parser() -> MarkdownIt:
     md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True)
     md.use(footnote_plugin)
     md.use(anchors_plugin, min_level=2, max_level=3, slug_func=_slugify, permalink=True, permalinkSymbol="#")
+    md.use(heading_ids_plugin, slug_func=_slugify, min_level=2, max_level=3)  # linear-time unique ids
     for name in CALLOUTS:
         md.use(container_plugin, name=name, render=_render_callout)
     md.inline.ruler.before("escape", "xref", _xref_rule)

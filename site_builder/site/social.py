@@ -37,6 +37,9 @@ def font_files() -> list[str]:
     return sorted({str(getattr(font(10, w), "path", "pillow-default")) for w in FONTS})
 
 
+MAX_CARD_CHARS = 1000  # more than any card can show at its smallest font size
+
+
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
     lines: list[str] = []
     for word in text.split():
@@ -49,6 +52,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
 
 def _fit(draw, text: str, sizes: tuple[int, ...], width: int, max_lines: int, weight: str = "regular"):
     """The largest font size at which `text` wraps into at most `max_lines` lines (cut with … otherwise)."""
+    text = text[:MAX_CARD_CHARS]  # a card shows a few lines: measuring a whole long summary took 42 s for 2 MB
     for size in sizes:
         face = font(size, weight)
         lines = _wrap(draw, text, face, width)
