@@ -25,8 +25,22 @@ NONFINITE_FROM_JSON = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math
 # "@", "|", quotes, commas) would clash with the chapter syntax `{{ file#key@agg | fmt }}`.
 UNSAFE_NAME_CHARS = re.compile(r"[^\w./-]")
 REDACTED = "[redacted]"
-SECRET_NAME = re.compile(r"(?i)(^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?|auth)($|[_-])")
-SECRET_TEXT = re.compile(r"(?i)(api[_-]?key|token|secret|password)\s*[=:]\s*\S{8,}")
+SECRET_NAME = re.compile(
+    r"(?i)(^|[_-])(api[_-]?key|token|secret|password|passwd|pwd|passphrase|credentials?|auth|authorization|"
+    r"private[_-]?key|access[_-]?key|cookie|dsn)($|[_-])"
+)
+# Credentials recognisable by their shape wherever they appear (a command line, a URL, a note)
+SECRET_TEXT = re.compile(
+    r"(?i:(api[_-]?key|token|secret|password|passwd)\s*[=:]\s*\S{8,})"  # api_key=..., password: ...
+    r"|(?i:\bbearer\s+[\w.~+/=-]{8,})"  # an Authorization header
+    r"|\b[a-zA-Z][\w+.-]*://[^/\s:@]+:[^/\s@]+@"  # user:password@ in a URL (postgres://u:pw@host)
+    r"|\bhf_[A-Za-z0-9]{20,}"  # Hugging Face token
+    r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key id
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{30,}"  # GitHub tokens
+    r"|\bsk-[A-Za-z0-9_-]{20,}"  # OpenAI-style keys
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 
 
 def sanitise_names(names: Iterable[str], what: str, where: str) -> dict[str, str]:
@@ -180,18 +194,27 @@ def redact(flat: dict[str, Any], secrets: list[str]) -> tuple[dict[str, Any], li
     `api_key=...`. Numbers are never credentials (`max_tokens: 512` stays). Returns the names redacted."""
     out, redacted = {}, []
     for key, value in flat.items():
-        text = value if isinstance(value, str) else None
-        if isinstance(value, list) and any(isinstance(v, str) for v in value):
-            text = " ".join(str(v) for v in value)
-        leaf = re.split(r"[/.]", key)[-1]
-        if text is not None and (
-            SECRET_NAME.search(leaf) or SECRET_TEXT.search(text) or any(s and s in text for s in secrets)
-        ):
+        *parents, leaf = re.split(r"[/.]", key)  # flattened: {db: {password: ..}} is db/password
+        if _holds_secret(value, leaf, secrets, any(SECRET_NAME.search(p) for p in parents)):
             out[key] = REDACTED
             redacted.append(key)
         else:
             out[key] = value
     return out, redacted
+
+
+def _holds_secret(value: Any, name: str, secrets: list[str], under_secret_name: bool = False) -> bool:
+    """Whether text anywhere inside `value` (lists and mappings at any depth: `servers: [{password: ...}]`)
+    is a credential: under a secret-like name at any level above, shaped like one (SECRET_TEXT), or one
+    of `secrets`."""
+    under_secret_name = under_secret_name or bool(SECRET_NAME.search(name))
+    if isinstance(value, dict):
+        return any(_holds_secret(v, str(k), secrets, under_secret_name) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_secret(v, name, secrets, under_secret_name) for v in value)
+    if not isinstance(value, str):
+        return False  # numbers are never credentials (max_tokens: 512)
+    return under_secret_name or bool(SECRET_TEXT.search(value)) or any(s and s in value for s in secrets)
 
 
 def config_dict(config: dict[str, Any], where: str, secrets: list[str]) -> tuple[dict[str, Any], list[str]]:
