@@ -149,3 +149,24 @@ def test_stale_cache_temporaries_are_swept_and_sigterm_cleans_up(site):
         assert proc.returncode in (0, 143), (proc.returncode, err)
         assert not [p for p in site.rglob("*") if ".tmp-" in p.name]
     assert build(site)[0] == 0
+
+
+def test_ctrl_c_during_the_formula_pool_prints_no_worker_tracebacks(site):
+    formulas = " ".join(f"$x_{{{i}}}^{{{i + 1}}} + \\frac{{a}}{{b_{i}}}$" for i in range(3000))  # a pool renders them for seconds
+    write(site, {"content/b.md": f"---\ntitle: B\norder: 2\n---\n\n{formulas}\n"})
+    before = snapshot(site / "dist")
+    proc = subprocess.Popen([sys.executable, "-m", "site_builder", "build", "--jobs", "2", "--root", str(site)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build ended before its pool started"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert proc.returncode in (0, 130), (proc.returncode, err)
+    if proc.returncode == 130:
+        assert snapshot(site / "dist") == before
+    assert not [p for p in site.rglob("*") if ".tmp-" in p.name]
