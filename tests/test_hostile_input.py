@@ -107,8 +107,8 @@ def test_template_errors(site, case):
 
 
 def test_values_that_are_null_or_not_a_number(site):
-    write(site, {"exports/runs/r/summary.json": json.dumps({"n": None, "o": {"a": 1}, "l": [1, 2]})})
-    for key, what in (("n", "null"), ("o", "dict"), ("l", "list")):
+    write(site, {"exports/runs/r/summary.json": json.dumps({"n": None, "o": {"a": 1}, "l": [1, None], "m": [{"a": 1}]})})
+    for key, what in (("n", "null"), ("o", "dict"), ("l", "list"), ("m", "list")):
         assert_rejected(site, {"content/b.md": chapter(f"Value {{{{ runs/r/summary.json#{key} }}}}.", "B", 2)}, "content/b.md:6", what)
     assert_rejected(site, {"content/b.md": chapter("```table\nsource: runs/r/summary.json\nkeys: [o]\n```", "B", 2)}, "content/b.md:6", "dict")
 

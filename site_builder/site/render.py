@@ -56,12 +56,20 @@ MAX_FORMAT_NUMBER = 100  # widths and precisions in a format spec (a width of 10
 MAX_TABLE_CELLS = 20_000  # rows × columns of one table (a 1M-row table is a 39 MB page)
 
 
+def _shown_as_is(value) -> bool:
+    """A number, text, or a list of them (`aug/ratio: [0.75, 1.33]`): what a page can print. Null and
+    mappings would print as Python's `None` / `{'a': 1}`."""
+    if isinstance(value, list):
+        return all(isinstance(v, (int, float, str)) for v in value)
+    return isinstance(value, (int, float, str))
+
+
 def _fmt(value, spec: str, where: str) -> str:
     if any(int(n) > MAX_FORMAT_NUMBER for n in re.findall(r"\d+", spec)):
         raise UserError(f"{where}: format '{spec[:40]}': widths and precisions above {MAX_FORMAT_NUMBER} are not allowed")
-    if value is None or not isinstance(value, (int, float, str)):
+    if not _shown_as_is(value):
         shown = "null" if value is None else f"a {type(value).__name__}"
-        raise UserError(f"{where}: the value is {shown}, not a number or text")
+        raise UserError(f"{where}: the value is {shown}, not a number, text or a list of them")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
         return {math.inf: "∞", -math.inf: "−∞"}.get(value, "NaN")
     if isinstance(value, float) and value.is_integer() and spec[-1:] in tuple("bcdoxX"):
@@ -76,8 +84,8 @@ def _cell(value, fmt: str) -> str:
     """A table cell: numbers through the table's `format` (if any), everything escaped."""
     if value is None:
         return ""
-    if not isinstance(value, (int, float, str)):
-        raise UserError(f"table: a cell holds a {type(value).__name__} ({str(value)[:40]}), not a number or text")
+    if not _shown_as_is(value):
+        raise UserError(f"table: a cell holds a {type(value).__name__} ({str(value)[:40]}), not a number, text or a list of them")
     if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
         return escape(_fmt(value, fmt, "table"))
     return escape(str(value))
