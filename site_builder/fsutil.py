@@ -184,12 +184,12 @@ def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def check_output_dir(out: Path, *, flag: str, inputs: list[Path], project: Path, marker: str | None) -> None:
+def check_output_dir(out: Path, *, flag: str, inputs: list[Path], project: Path, marker: str | tuple[str, ...] | None) -> None:
     """Refuse an output folder whose replacement would delete something that is not an earlier output.
 
     `out` is replaced whole, so it may not be, contain or lie inside an input, nor be or contain the
-    project folder; a folder that already exists must be empty or hold `marker` (the file every output
-    of this command has; None: `out` only receives new sub-folders and is never replaced itself).
+    project folder; a folder that already exists must be empty or hold `marker` (a file every output of
+    this command has, or one of several; None: `out` only receives new sub-folders and is never replaced).
     Checked before anything is written.
     """
     where = Path(os.path.abspath(out))
@@ -205,8 +205,9 @@ def check_output_dir(out: Path, *, flag: str, inputs: list[Path], project: Path,
     for item in inputs:
         if item.exists() and _overlaps(resolved, item.resolve()):
             raise UserError(f"{flag} {out}: overlaps the input {item}, which replacing it would delete. Choose another folder")
-    if marker and resolved.is_dir() and not (resolved / marker).is_file() and any(resolved.iterdir()):
-        raise UserError(f"{flag} {out}: the folder exists and was not written by this command (no {marker}); "
+    markers = (marker,) if isinstance(marker, str) else marker or ()
+    if markers and resolved.is_dir() and not any((resolved / m).is_file() for m in markers) and any(resolved.iterdir()):
+        raise UserError(f"{flag} {out}: the folder exists and was not written by this command (no {markers[0]}); "
                         "it would be replaced whole. Choose a new or empty folder")
 
 

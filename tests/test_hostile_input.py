@@ -120,9 +120,17 @@ def test_format_widths_are_bounded(site, spec):
     assert_rejected(site, {"content/b.md": chapter(table, "B", 2)}, "content/b.md:6", "above 100")
 
 
+def test_an_empty_title_is_no_title(site):
+    write(site, {"content/b.md": chapter(CHART.format("title:\ncaption:"), "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    assert "None" not in (site / "dist" / "b.html").read_text()
+
+
 def test_an_empty_y_list_and_non_text_titles(site):
     assert_rejected(site, {"content/b.md": chapter("```chart\nsource: runs/r/history.csv\ny: []\n```", "B", 2)}, "content/b.md:6", "'y' is an empty list")
     assert_rejected(site, {"content/b.md": chapter(CHART.format("title: {a: 1}"), "B", 2)}, "content/b.md:6", "'title' must be text")
+    assert_rejected(site, {"content/b.md": chapter(CHART.format("caption: [a, null]"), "B", 2)}, "content/b.md:6", "'caption' must be text")
 
 
 def test_control_characters_never_reach_the_terminal(site):

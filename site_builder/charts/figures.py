@@ -62,9 +62,12 @@ def check_spec(spec: dict) -> dict:
             raise UserError("chart: 'y' is an empty list; name at least one column")
         if not isinstance(spec.setdefault("x", "_step"), str):
             raise UserError(f"chart: 'x' must be a column name, got {spec['x']!r}")
-    for key in ("title", "caption", "x_title", "y_title"):
-        if key in spec and spec[key] is not None and not isinstance(spec[key], (str, int, float)):
-            raise UserError(f"chart: '{key}' must be text, got a {type(spec[key]).__name__} (quote it)")
+    for key in ("title", "caption", "x_title", "y_title"):  # shown as text; a mapping or null inside would print as Python
+        value = spec.get(key)
+        if key in spec and value is None:
+            del spec[key]  # `title:` left empty is no title (not "None")
+        if isinstance(value, dict) or (isinstance(value, list) and not all(isinstance(v, (str, int, float)) for v in value)):
+            raise UserError(f"chart: '{key}' must be text, got a {type(value).__name__} (quote it)")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")

@@ -223,7 +223,7 @@ class PageRenderer:
             name = f"{self.page.slug}-figure-{self.figure_count}.csv"
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
         caption = self._caption(f"Figure {number}", spec, line, download)
-        figure = dict(result.figure, title=str(spec.get("title", "")))
+        figure = dict(result.figure, title="" if spec.get("title") is None else str(spec["title"]))  # `title:` empty: none
         height = check_spec(spec)["height"]
         controls = ""
         if figure["type"] in ("line", "scatter"):
