@@ -128,6 +128,18 @@ def test_lock_files_do_not_pile_up(site, tmp_path, monkeypatch):
     assert list(locks.iterdir()) == []
 
 
+def wait_for_sigterm_handler(proc: subprocess.Popen) -> bool:
+    """Wait until the process catches SIGTERM (its SigCgt mask in /proc has bit 15 - 1); False if it never did."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def test_stale_cache_temporaries_are_swept_and_sigterm_cleans_up(site):
     stale = site / ".cache" / "build" / "katex-x.json.tmp-killed"
     stale.write_text("half")
@@ -140,9 +152,10 @@ def test_stale_cache_temporaries_are_swept_and_sigterm_cleans_up(site):
     assert not stale.exists() and fresh.exists()
     fresh.unlink()
     # SIGTERM at several points of a full build: never a traceback, never a temporary file left behind
-    for delay in (0.3, 0.8, 1.5, 2.5):
+    for delay in (0.0, 0.3, 0.7, 1.2):
         proc = subprocess.Popen([sys.executable, "-m", "site_builder", "build", "--force", "--root", str(site)],
                                 cwd=REPO, stderr=subprocess.PIPE, text=True)
+        assert wait_for_sigterm_handler(proc)  # (before it, the interpreter is still starting: nothing to clean up)
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
