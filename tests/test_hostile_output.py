@@ -184,3 +184,20 @@ def test_ctrl_c_during_the_formula_pool_prints_no_worker_tracebacks(site):
     if proc.returncode == 130:
         assert snapshot(site / "dist") == before
     assert not [p for p in site.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_full_disk_is_one_line_naming_the_output(site, monkeypatch):
+    import errno
+    import pathlib
+
+    def full(self, data):  # what write(2) reports on a full disk: ENOSPC, and no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    before = snapshot(site / "dist")
+    write(site, {"content/b.md": "---\ntitle: B\norder: 2\n---\n\nNew.\n"})
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    rc, err = run_cli("build", "--root", str(site))
+    assert_one_error(rc, err, str(site / "dist"), "No space left on device")
+    monkeypatch.undo()
+    assert snapshot(site / "dist") == before
+    assert not [p.name for p in site.iterdir() if ".tmp-" in p.name]

@@ -124,3 +124,13 @@ def test_a_hundred_live_reload_readers_at_once(started):
             sock.close()
     assert time.perf_counter() - start < 10  # a queue of 5 made clients wait for retransmits (1 s, 3 s, ...)
     assert get(server, "/")[0] == 200
+
+
+def test_a_fifo_among_the_chapters_does_not_block_the_server(started, tmp_path):
+    import os
+
+    server = started(FIXTURE_FILES)
+    os.mkfifo(server.root / "content" / "x.md")
+    assert server.rebuild() is False  # an error, not a read that never returns
+    assert "content/x.md" in server.state.error and "not a regular file" in server.state.error
+    assert get(server, "/")[0] == 200  # still serving the last good build
