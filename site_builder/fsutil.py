@@ -197,7 +197,7 @@ def check_output_dir(out: Path, *, flag: str, inputs: list[Path], project: Path,
     for folder in [where, *where.parents]:  # an output path under a regular file
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
-                raise UserError(f"{flag} {out}: {folder} is not a folder", path=None)
+                raise UserError(f"{flag} {out}: {folder} is not a folder")
             break
     project = project.resolve()
     if resolved == project or project.is_relative_to(resolved):

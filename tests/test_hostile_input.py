@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hostile_content import assert_rejected, build, chapter, site, snapshot, write  # noqa: F401 (site: fixture)
+from test_hostile_content import assert_rejected, build, chapter, site, write  # noqa: F401 (site: fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = "```chart\nsource: runs/r/history.csv\ny: train/loss\n{}\n```"
