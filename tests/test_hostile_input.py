@@ -208,3 +208,21 @@ def test_a_social_card_reads_only_what_it_can_show():
 
     short = "Collapse is what happens when every image maps to the same point. " * 4
     assert social_card("T", summary=short + "x" * 500_000) == social_card("T", summary=(short + "x" * 500_000)[:MAX_CARD_CHARS])
+
+
+def test_fetch_never_opens_a_fifo(tmp_path):
+    import contextlib
+    import io
+
+    from site_builder import cli
+
+    run = tmp_path / "wandb" / "offline-run-20260101_000000-abc"
+    run.mkdir(parents=True)
+    os.mkfifo(run / "run-abc.wandb")
+    for args in ([str(run)], [str(run / "run-abc.wandb")], ["--all-offline", str(tmp_path / "wandb")]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = cli.main(["fetch", *args, "--out", str(tmp_path / "runs")])  # before the fix: blocked forever
+        lines = err.getvalue().strip().splitlines()
+        assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
+    assert not (tmp_path / "runs").exists()

@@ -33,8 +33,8 @@ def find_run_file(path: Path) -> Path:
             raise UserError("not a .wandb file (expected wandb/offline-run-*/run-*.wandb or its folder)", path=path)
         return path
     if not path.is_dir():
-        raise UserError("no such file or folder", path=path)
-    found = sorted(path.glob("run-*.wandb"))
+        raise UserError("not a regular file (a FIFO or device)" if path.exists() else "no such file or folder", path=path)
+    found = sorted(p for p in path.glob("run-*.wandb") if p.is_file())  # a FIFO would block the reader
     if len(found) != 1:
         what = "no run-*.wandb file" if not found else f"{len(found)} run-*.wandb files"
         raise UserError(f"{what} in this folder; give an offline run folder or use --all-offline", path=path)
@@ -45,7 +45,7 @@ def find_offline_runs(folder: Path) -> list[Path]:
     """One run-*.wandb file per offline run under `folder` (`latest-run` links and resumed segments skipped)."""
     if not folder.is_dir():
         raise UserError("no such folder (expected the wandb/ folder of offline runs)", path=folder)
-    runs = {(p.parent.parent, p.name): p for p in sorted(folder.rglob("run-*.wandb")) if "latest-run" not in p.parts}
+    runs = {(p.parent.parent, p.name): p for p in sorted(folder.rglob("run-*.wandb")) if "latest-run" not in p.parts and p.is_file()}
     if not runs:
         raise UserError("no offline runs (run-*.wandb files) under this folder", path=folder)
     return sorted(runs.values())
