@@ -8,26 +8,11 @@ column), so the same weights run at any input size that is a multiple of the pat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class ViTConfig:
-    patch_size: int = 4
-    width: int = 512
-    depth: int = 6
-    heads: int = 8
-    mlp_ratio: float = 4.0
-    in_chans: int = 3
-    rope_base: float = 100.0  # base of the rotary frequencies; grid coordinates are patch indices
-    drop_path: float = 0.0  # stochastic depth: the last block drops its residual branches with this rate
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from site_builder.train.config import ViTConfig
 
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
