@@ -76,11 +76,16 @@ def katex_files(katex_dist: Path) -> dict[str, bytes]:
     return files
 
 
-def collect_assets(templates: Path, katex_dist: Path, with_plotly: bool) -> Assets:
+def theme_file(template_dirs: list[Path], rel: str) -> Path:
+    """The first of the template folders that has `rel` (a project's templates/ overrides the theme)."""
+    return next((d / rel for d in template_dirs if (d / rel).is_file()), template_dirs[-1] / rel)
+
+
+def collect_assets(template_dirs: list[Path], katex_dist: Path, with_plotly: bool) -> Assets:
     assets = Assets()
-    css = (templates / "assets" / "site.css").read_bytes() + b"\n" + pygments_css().encode()
+    css = theme_file(template_dirs, "assets/site.css").read_bytes() + b"\n" + pygments_css().encode()
     assets.add("site_css", "site.css", css)
-    assets.add("site_js", "site.js", (templates / "assets" / "site.js").read_bytes())
+    assets.add("site_js", "site.js", theme_file(template_dirs, "assets/site.js").read_bytes())
     # KaTeX's CSS refers to fonts/… relative to itself, so its folder keeps the original names
     # and the version in the folder name does the cache busting.
     katex = katex_files(katex_dist)

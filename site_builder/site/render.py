@@ -387,10 +387,10 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     for page in pages:
         builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
-    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets = collect_assets(project.template_dirs, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.templates),
+        loader=jinja2.FileSystemLoader(project.template_dirs),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
