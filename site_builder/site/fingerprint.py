@@ -98,7 +98,7 @@ class Fingerprint:
         for package in ("site", "content", "charts"):
             files += sorted((code / package).glob("*.py"))
         files += [code / "fsutil.py", code / "errors.py"]
-        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)]
+        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)] + [THEME / "vendor" / "katex" / "package.json"]
         files += _third_party_files()
         return files
 

@@ -37,6 +37,7 @@ from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
+from site_builder.site.chapter_extras import ChapterExtras, restore_images
 
 
 # (character, its JSON escape): inside a <script> element these could close it or confuse parsers
@@ -71,7 +72,7 @@ def _cell(value, fmt: str) -> str:
     return escape(str(value))
 
 
-class PageRenderer:
+class PageRenderer(ChapterExtras):
     """The markdown renderer's hooks for one page (see content.markdown.Hooks)."""
 
     def __init__(self, builder: "Builder", page: Page):
@@ -80,6 +81,9 @@ class PageRenderer:
         self.figure_count = 0
         self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
         self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
+        self.images_out: list[str] = []  # image files the page publishes (site.chapter_extras)
+        self.warnings_out: list[str] = []
+        self.cited: list[str] = []  # citation keys, in order of first use
 
     def error(self, message: str, line: int) -> UserError:
         return UserError(message, path=self.path, line=line)
@@ -283,6 +287,7 @@ class Builder:
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
+        self.notes: list[str] = []  # other warnings ("chapter:line: ..."), e.g. an image without alt text
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
@@ -296,7 +301,7 @@ class Builder:
         for (page_path, rel), lines in self.pending.items():
             more = f" (and {len(lines) - 1} more uses)" if len(lines) > 1 else ""
             out.append(f"{page_path}:{lines[0]}: pending: exports/{rel} does not exist yet{more}")
-        return out
+        return out + self.notes
 
     def chart(self, spec: dict):
         return self.charts.chart(spec)
@@ -338,7 +343,8 @@ def check_links(pages: list[Page]) -> None:
 def _render_page(builder: Builder, page: Page) -> dict:
     """Render one page's article; returns its render-cache entry (without key, assets and html)."""
     renderer = PageRenderer(builder, page)
-    page.body = render_markdown(page.parsed(), renderer)
+    page.body = render_markdown(page.parsed(), renderer) + renderer.end_matter()
+    builder.notes += renderer.warnings_out
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
     return {
@@ -349,6 +355,8 @@ def _render_page(builder: Builder, page: Page) -> dict:
         "has_math": page.has_math,
         "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
         "data_out": renderer.data_out,
+        "images": renderer.images_out,
+        "warnings": renderer.warnings_out,
     }
 
 
@@ -362,6 +370,8 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     page.charts, page.has_math = entry["charts"], entry["has_math"]
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
+    restore_images(builder, entry.get("images", []))
+    builder.notes += entry.get("warnings", [])
     for csv_rel, key in entry["data_out"].items():
         builder.charts.used.add(key)
         builder.data_out[csv_rel] = builder.charts.csv(key)
