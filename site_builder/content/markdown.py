@@ -273,11 +273,12 @@ def highlight_code(code: str, lang: str) -> str:
 
 
 def pygments_css() -> str:
-    """Light and dark highlighting styles for the site stylesheet."""
+    """Light and dark highlighting styles for the site stylesheet (dark: the reader's toggle, else the OS)."""
     light = HtmlFormatter(style="friendly").get_style_defs(".highlight")
-    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
-    dark = "\n".join("  " + line for line in dark.splitlines())
-    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    dark = HtmlFormatter(style="monokai")
+    chosen = dark.get_style_defs(':root[data-theme="dark"] .highlight')
+    by_os = "\n".join("  " + line for line in dark.get_style_defs(':root:not([data-theme="light"]) .highlight').splitlines())
+    return f"{light}\n{chosen}\n@media (prefers-color-scheme: dark) {{\n{by_os}\n}}\n"
 
 
 def render_markdown(doc: MarkdownDoc, hooks: Hooks) -> str:

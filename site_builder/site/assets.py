@@ -87,6 +87,7 @@ def collect_assets(template_dirs: list[Path], katex_dist: Path, with_plotly: boo
     css = theme_file(template_dirs, "assets/site.css").read_bytes() + b"\n" + pygments_css().encode()
     assets.add("site_css", "site.css", css)
     assets.add("site_js", "site.js", theme_file(template_dirs, "assets/site.js").read_bytes())
+    assets.add("reader_js", "reader.js", theme_file(template_dirs, "assets/reader.js").read_bytes())  # every page
     # KaTeX's CSS refers to fonts/… relative to itself, so its folder keeps the original names
     # and the version in the folder name does the cache busting.
     katex = katex_files(katex_dist)

@@ -63,6 +63,12 @@ def _fmt(value, spec: str, where: str) -> str:
         raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
 
 
+def _numeric_column(values) -> bool:
+    """True when every non-empty cell is a number (such columns are right-aligned and sort numerically)."""
+    present = [v for v in values if v is not None and v != ""]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+
+
 def _cell(value, fmt: str) -> str:
     """A table cell: numbers through the table's `format` (if any), everything escaped."""
     if value is None:
@@ -116,7 +122,10 @@ class PageRenderer(ChapterExtras):
             raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
         target, number = self.b.labels[label]
         kind = label.split(":", 1)[0]
-        text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        if number:
+            text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        else:  # a label on an unnumbered page (the home page)
+            text = {"eq": "the equation", "fig": "the figure", "tbl": "the table"}[kind]
         href = f"#{label}" if target is self.page else f"{target.url}#{label}"
         self.page.links.append(Link(href, line, target.url, label))
         return f'<a class="xref" href="{escape(href)}">{escape(text)}</a>'
@@ -181,7 +190,8 @@ class PageRenderer(ChapterExtras):
         title = render_inline(str(spec["title"]), self, self.path, line) if spec.get("title") else ""
         caption = render_inline(str(spec["caption"]), self, self.path, line) if spec.get("caption") else ""
         title_html = f' <span class="figure-title">{title}</span>' if title else ""
-        return f'<figcaption><span class="figure-number">{prefix}</span>{title_html} {caption}{extra}</figcaption>'
+        number_html = f'<span class="figure-number">{prefix}</span>' if prefix else ""  # none on unnumbered pages
+        return f'<figcaption>{number_html}{title_html} {caption}{extra}</figcaption>'
 
     def _pending(self, missing: list[str]) -> str:
         items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
@@ -194,7 +204,7 @@ class PageRenderer(ChapterExtras):
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
-            caption = self._caption(f"Figure {number}", spec, line)
+            caption = self._caption(f"Figure {number}" if number else "", spec, line)
             return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption}</figure>\n'
         self.page.charts += 1
         download = ""
@@ -206,7 +216,7 @@ class PageRenderer(ChapterExtras):
             self.data_out[csv_rel] = result.cache_key
             name = f"{self.page.slug}-figure-{self.figure_count}.csv"
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
-        caption = self._caption(f"Figure {number}", spec, line, download)
+        caption = self._caption(f"Figure {number}" if number else "", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
         height = check_spec(spec)["height"]
         controls = ""
@@ -247,7 +257,7 @@ class PageRenderer(ChapterExtras):
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
         missing = [rel for rel, path in paths.values() if path is None]
-        caption = self._caption(f"Table {number}", spec, line)
+        caption = self._caption(f"Table {number}" if number else "", spec, line)
         if missing:
             return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
         for key in ("keys", "columns"):
@@ -263,10 +273,13 @@ class PageRenderer(ChapterExtras):
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
+        numeric = [_numeric_column(row[i] for row in rows) for i in range(len(header))]  # right-aligned
+        num = lambda i: ' class="num"' if numeric[i] else ""  # noqa: E731
+        head = "".join(f"<th{num(i)}>{escape(str(h))}</th>" for i, h in enumerate(header))
+        body = "".join("<tr>" + "".join(f"<td{num(i)}>{_cell(v, fmt)}</td>" for i, v in enumerate(row)) + "</tr>\n" for row in rows)
+        sortable = ' class="sortable"' if len(rows) > 1 else ""  # reader.js sorts by a header click
         return (
-            f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
+            f'<figure class="table-figure"{id_attr}>\n<table{sortable}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
             f"</table>\n{caption}\n</figure>\n"
         )
 
@@ -308,7 +321,7 @@ class Builder:
 
     def numbered_tex(self, tex: str, label: str | None) -> str:
         """A display formula's TeX with its equation number, if it has a label."""
-        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label else tex
+        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label and self.labels[label][1] else tex
 
     def formulas(self, page: Page) -> list[tuple[str, bool]]:
         """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
