@@ -92,7 +92,8 @@ def load_bibliography(path: Path, rel: str) -> dict[str, Reference]:
     for block in library.failed_blocks:
         what = str(getattr(block, "error", "") or "").splitlines()
         detail = what[0] if what and type(block).__name__ != "ParsingFailedBlock" else "cannot parse this entry (check its braces, quotes and commas)"
-        raise UserError(detail, path=rel, line=block.start_line + 1)
+        raw = block.raw or ""
+        raise UserError(detail, path=rel, line=block.start_line + 1 + raw[: len(raw) - len(raw.lstrip())].count("\n"))
     entries = []
     for entry in library.entries:
         fields = entry.fields_dict
