@@ -209,6 +209,7 @@ def test_new_writes_a_project_with_a_pages_workflow(tmp_path):
     assert {".github/workflows/pages.yml", ".gitignore", "site.toml", "references.bib", "content/index.md", "content/method.md", "exports/runs/example/history.csv"} <= files
     result = build_site(tmp_path / "r")
     assert result.warnings == [] and result.charts == 1
+    assert cli.main(["check", "--strict", "--root", str(tmp_path / "r")]) == 0  # strict: no warning at all
 
 
 BLOCK_OPTIONAL = "import sys\nfor m in ('torch', 'wandb', 'safetensors'): sys.modules[m] = None\nfrom site_builder import cli\nsys.exit(cli.main([sys.argv[1], '--help']))"
