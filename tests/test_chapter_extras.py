@@ -226,3 +226,17 @@ def test_help_works_without_the_optional_packages(command):
     done = subprocess.run([sys.executable, "-c", BLOCK_OPTIONAL, command], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")
+
+
+def test_a_project_template_overrides_the_theme_file_by_file(tmp_path):
+    from site_builder.site.fingerprint import THEME
+
+    root = site(tmp_path, {"index": "Hello.\n"})
+    (root / "templates").mkdir()
+    page = (THEME / "page.html").read_text().replace("</article>", '</article>\n<footer class="lab-footer">Our lab</footer>')
+    (root / "templates" / "page.html").write_text(page)
+    build_site(root)
+    html = (root / "dist" / "index.html").read_text()
+    assert '<footer class="lab-footer">Our lab</footer>' in html  # the project's page.html
+    assert 'class="theme-toggle"' in html  # base.html, still the theme's
+    assert "<footer" not in (root / "dist" / "404.html").read_text()  # 404.html: the theme's
