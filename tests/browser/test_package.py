@@ -5,6 +5,7 @@ with the KaTeX fonts that travel inside the wheel."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,7 +24,12 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     into a folder of its own; returns that folder and an environment that imports site_builder from it."""
     tmp = tmp_path_factory.mktemp("package")
     run = lambda *cmd, **kw: subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)  # noqa: E731
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "wheels"), str(REPO))
+    # pip builds in the source folder (build/): a copy keeps concurrent builds of the checkout apart
+    source = tmp / "source"
+    skip = ("build", "dist", ".cache", ".venv", "node_modules", "*.egg-info", ".git", "exports", "checkpoints", "wandb", "data", "__pycache__")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*skip))
+    (source / "node_modules").symlink_to(REPO / "node_modules")  # what `npm ci` installed (else setup.py runs it)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "wheels"), str(source))
     wheel = next((tmp / "wheels").glob("site_builder-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "site_builder/theme/page.html" in names and "site_builder/starter/content/method.md" in names
