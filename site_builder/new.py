@@ -12,11 +12,14 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from site_builder import __version__
 from site_builder.errors import UserError
+from site_builder.fsutil import TMP_MARK
 
 STARTER = Path(__file__).resolve().parent / "starter"
 RENAMES = {"dot-gitignore": ".gitignore", "dot-github": ".github"}  # dotfiles travel badly as package data
@@ -60,10 +63,20 @@ def create_project(target: Path) -> list[Path]:
         "# wheel you installed it from, e.g. site-builder @ git+https://github.com/OWNER/REPO@TAG\n"
         f"site-builder=={__version__}\n"
     ).encode()
-    target.mkdir(parents=True, exist_ok=True)
-    for rel, data in files.items():
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        (target / rel).write_bytes(data)
+    # written beside the target and renamed into place: an interrupted `new` leaves no half project
+    target.absolute().parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + TMP_MARK, dir=target.absolute().parent))
+    try:
+        for rel, data in files.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).write_bytes(data)
+        os.chmod(staging, 0o755)
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return sorted(target / rel for rel in files)
 
 
