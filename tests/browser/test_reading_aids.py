@@ -80,5 +80,10 @@ def test_dark_mode_toggle_is_remembered(starter_dist, serve, browser_page):
     assert dark != light and page.get_attribute(".theme-toggle", "aria-pressed") == "true"
     page.goto(base + "method.html")  # another page of the site: still dark, before any click
     assert background() == dark and page.inner_text(".theme-toggle") == "Light"
+    page.wait_for_selector(".chart-plot .main-svg")  # a chart drawn in dark mode, then switched to light
+    chart_text = lambda: page.eval_on_selector(".chart-plot", "p => p._fullLayout.font.color")  # noqa: E731
+    body_text = lambda: page.evaluate("getComputedStyle(document.body).color")  # noqa: E731
+    assert chart_text() == body_text()
     page.click(".theme-toggle")
     assert background() == light
+    assert chart_text() == body_text()  # redrawn in the light theme's text colour

@@ -18,6 +18,20 @@
     toggle.setAttribute("aria-pressed", String(dark));
     toggle.setAttribute("aria-label", dark ? "Switch to light mode" : "Switch to dark mode");
   }
+  /* Charts drawn before a switch take the new text and grid colours (site.js reads them when it draws). */
+  function recolourCharts() {
+    if (!window.Plotly) return;
+    var style = getComputedStyle(document.body);
+    var fg = style.color, rule = style.getPropertyValue("--rule").trim() || "#ddd";
+    document.querySelectorAll(".js-plotly-plot").forEach(function (plot) {
+      var update = { "font.color": fg };
+      Object.keys(plot.layout || {}).forEach(function (key) {
+        if (/^[xy]axis\d*$/.test(key)) { update[key + ".gridcolor"] = rule; update[key + ".zerolinecolor"] = rule; }
+      });
+      window.Plotly.relayout(plot, update);
+    });
+  }
+  document.addEventListener("themechange", recolourCharts);
   if (toggle) {
     toggle.addEventListener("click", function () {
       root.dataset.theme = isDark() ? "light" : "dark";
