@@ -432,10 +432,14 @@ class Objective:
 def source_version() -> tuple[str, bool | None]:
     """(git commit, whether the tree had uncommitted changes) of the code that runs.
 
-    Where the code runs from a copy without .git (a GPU machine), SITE_BUILDER_GIT_COMMIT and
-    SITE_BUILDER_GIT_DIRTY ("0"/"1"), set by whoever copied the tree, say it; otherwise "unknown"."""
+    Where the code runs from a copy of the tree whose .git is not the source's (a GPU machine),
+    SITE_BUILDER_GIT_COMMIT and SITE_BUILDER_GIT_DIRTY ("0"/"1"), set by whoever copied it, say it and
+    win over git; without either, "unknown"."""
     import subprocess
 
+    if "SITE_BUILDER_GIT_COMMIT" in os.environ:
+        dirty = os.environ.get("SITE_BUILDER_GIT_DIRTY")
+        return os.environ["SITE_BUILDER_GIT_COMMIT"], None if dirty is None else dirty == "1"
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -444,6 +448,4 @@ def source_version() -> tuple[str, bool | None]:
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        dirty = os.environ.get("SITE_BUILDER_GIT_DIRTY")
-        return (os.environ.get("SITE_BUILDER_GIT_COMMIT", "unknown"),
-                None if dirty is None else dirty == "1")
+        return "unknown", None
