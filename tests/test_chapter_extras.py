@@ -220,7 +220,7 @@ BLOCK_OPTIONAL = "import sys\nfor m in ('torch', 'wandb', 'safetensors'): sys.mo
     [
         *(c for c in cli.COMMANDS if c not in ("analyze", "train")),
         pytest.param("analyze", marks=pytest.mark.xfail(strict=True, reason="analyze/command.py imports torch at module level; issue 16's split into a library + thin CLI (branch explorers) fixes it")),
-        pytest.param("train", marks=pytest.mark.xfail(strict=True, reason="train's flags come from TrainConfig/ViTConfig/AugConfig, defined in modules that import torch (main 363dafe); a torch-free config module fixes it")),
+        "train",
     ],
 )
 def test_help_works_without_the_optional_packages(command):
