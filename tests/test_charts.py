@@ -110,8 +110,8 @@ def test_values_tables_and_pending(built_fixture_site):
     index = (built_fixture_site / "index.html").read_text()
     assert '<span class="value" title="runs/a/summary.json#final_probe/test_top1">45.7%</span>' in index
     assert ">35.0%</span>" in chapter  # max of 0.1 + 0.05 k, k < 6
-    assert "<tr><td>model/depth</td><td>6</td></tr>" in chapter
-    assert "<tr><td>model/width</td><td>192</td></tr>" in chapter
+    assert "<tr><td>model/depth</td><td class=\"num\">6</td></tr>" in chapter  # numbers right-aligned
+    assert "<tr><td>model/width</td><td class=\"num\">192</td></tr>" in chapter
     assert '<span class="figure-number">Table 1.1</span>' in chapter
     assert 'class="pending-box"' in chapter and "exports/runs/not-yet/history.csv" in chapter
     assert '<a class="xref" href="chapter.html#fig:loss">Figure 1.1</a>' in index
@@ -171,7 +171,7 @@ def test_data_values_are_escaped(tmp_path):
     assert "<img src=x" not in page
     assert page.count("</script>") == page.count("<script")
     assert figures_in(page)[0]["traces"][0]["name"] == evil
-    assert f"<th>{html.escape(evil)}</th>" in page
+    assert f"<th class=\"num\">{html.escape(evil)}</th>" in page  # a column of numbers
 
 
 def test_inline_value_errors(tmp_path):

@@ -37,6 +37,7 @@ from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
+from site_builder.site.chapter_extras import ChapterExtras, restore_images
 from site_builder.site.template_env import TemplateEnvironment
 
 
@@ -80,6 +81,12 @@ def _fmt(value, spec: str, where: str) -> str:
         raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
 
 
+def _numeric_column(values) -> bool:
+    """True when every non-empty cell is a number (such columns are right-aligned and sort numerically)."""
+    present = [v for v in values if v is not None and v != ""]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+
+
 def _cell(value, fmt: str) -> str:
     """A table cell: numbers through the table's `format` (if any), everything escaped."""
     if value is None:
@@ -91,7 +98,7 @@ def _cell(value, fmt: str) -> str:
     return escape(str(value))
 
 
-class PageRenderer:
+class PageRenderer(ChapterExtras):
     """The markdown renderer's hooks for one page (see content.markdown.Hooks)."""
 
     def __init__(self, builder: "Builder", page: Page):
@@ -100,6 +107,9 @@ class PageRenderer:
         self.figure_count = 0
         self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
         self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
+        self.images_out: list[str] = []  # image files the page publishes (site.chapter_extras)
+        self.warnings_out: list[str] = []
+        self.cited: list[str] = []  # citation keys, in order of first use
 
     def error(self, message: str, line: int) -> UserError:
         return UserError(message, path=self.path, line=line)
@@ -132,7 +142,10 @@ class PageRenderer:
             raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
         target, number = self.b.labels[label]
         kind = label.split(":", 1)[0]
-        text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        if number:
+            text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        else:  # a label on an unnumbered page (the home page)
+            text = {"eq": "the equation", "fig": "the figure", "tbl": "the table"}[kind]
         href = f"#{label}" if target is self.page else f"{target.url}#{label}"
         self.page.links.append(Link(href, line, target.url, label))
         return f'<a class="xref" href="{escape(href)}">{escape(text)}</a>'
@@ -197,7 +210,8 @@ class PageRenderer:
         title = render_inline(str(spec["title"]), self, self.path, line) if spec.get("title") else ""
         caption = render_inline(str(spec["caption"]), self, self.path, line) if spec.get("caption") else ""
         title_html = f' <span class="figure-title">{title}</span>' if title else ""
-        return f'<figcaption><span class="figure-number">{prefix}</span>{title_html} {caption}{extra}</figcaption>'
+        number_html = f'<span class="figure-number">{prefix}</span>' if prefix else ""  # none on unnumbered pages
+        return f'<figcaption>{number_html}{title_html} {caption}{extra}</figcaption>'
 
     def _pending(self, missing: list[str]) -> str:
         items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
@@ -210,7 +224,7 @@ class PageRenderer:
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
-            caption = self._caption(f"Figure {number}", spec, line)
+            caption = self._caption(f"Figure {number}" if number else "", spec, line)
             return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption}</figure>\n'
         self.page.charts += 1
         download = ""
@@ -222,8 +236,8 @@ class PageRenderer:
             self.data_out[csv_rel] = result.cache_key
             name = f"{self.page.slug}-figure-{self.figure_count}.csv"
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
-        caption = self._caption(f"Figure {number}", spec, line, download)
-        figure = dict(result.figure, title="" if spec.get("title") is None else str(spec["title"]))  # `title:` empty: none
+        caption = self._caption(f"Figure {number}" if number else "", spec, line, download)
+        figure = dict(result.figure, title="" if spec.get("title") is None else str(spec["title"]))
         height = check_spec(spec)["height"]
         controls = ""
         if figure["type"] in ("line", "scatter"):
@@ -263,7 +277,7 @@ class PageRenderer:
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
         missing = [rel for rel, path in paths.values() if path is None]
-        caption = self._caption(f"Table {number}", spec, line)
+        caption = self._caption(f"Table {number}" if number else "", spec, line)
         if missing:
             return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
         for key in ("keys", "columns"):
@@ -279,10 +293,13 @@ class PageRenderer:
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None, MAX_TABLE_CELLS)
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
+        numeric = [_numeric_column(row[i] for row in rows) for i in range(len(header))]  # right-aligned
+        num = lambda i: ' class="num"' if numeric[i] else ""  # noqa: E731
+        head = "".join(f"<th{num(i)}>{escape(str(h))}</th>" for i, h in enumerate(header))
+        body = "".join("<tr>" + "".join(f"<td{num(i)}>{_cell(v, fmt)}</td>" for i, v in enumerate(row)) + "</tr>\n" for row in rows)
+        sortable = ' class="sortable"' if len(rows) > 1 else ""  # reader.js sorts by a header click
         return (
-            f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
+            f'<figure class="table-figure"{id_attr}>\n<table{sortable}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
             f"</table>\n{caption}\n</figure>\n"
         )
 
@@ -303,6 +320,7 @@ class Builder:
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
+        self.notes: list[str] = []  # other warnings ("chapter:line: ..."), e.g. an image without alt text
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
@@ -316,14 +334,14 @@ class Builder:
         for (page_path, rel), lines in self.pending.items():
             more = f" (and {len(lines) - 1} more uses)" if len(lines) > 1 else ""
             out.append(f"{page_path}:{lines[0]}: pending: exports/{rel} does not exist yet{more}")
-        return out
+        return out + self.notes
 
     def chart(self, spec: dict):
         return self.charts.chart(spec)
 
     def numbered_tex(self, tex: str, label: str | None) -> str:
         """A display formula's TeX with its equation number, if it has a label."""
-        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label else tex
+        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label and self.labels[label][1] else tex
 
     def formulas(self, page: Page) -> list[tuple[str, bool]]:
         """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
@@ -358,7 +376,8 @@ def check_links(pages: list[Page]) -> None:
 def _render_page(builder: Builder, page: Page) -> dict:
     """Render one page's article; returns its render-cache entry (without key, assets and html)."""
     renderer = PageRenderer(builder, page)
-    page.body = render_markdown(page.parsed(), renderer)
+    page.body = render_markdown(page.parsed(), renderer) + renderer.end_matter()
+    builder.notes += renderer.warnings_out
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
     return {
@@ -369,6 +388,8 @@ def _render_page(builder: Builder, page: Page) -> dict:
         "has_math": page.has_math,
         "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
         "data_out": renderer.data_out,
+        "images": renderer.images_out,
+        "warnings": renderer.warnings_out,
     }
 
 
@@ -382,6 +403,8 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     page.charts, page.has_math = entry["charts"], entry["has_math"]
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
+    restore_images(builder, entry.get("images", []))
+    builder.notes += entry.get("warnings", [])
     for csv_rel, key in entry["data_out"].items():
         builder.charts.used.add(key)
         builder.data_out[csv_rel] = builder.charts.csv(key)
@@ -407,10 +430,10 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     for page in pages:
         builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
-    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets = collect_assets(project.template_dirs, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = TemplateEnvironment(
-        loader=jinja2.FileSystemLoader(project.templates),
+        loader=jinja2.FileSystemLoader(project.template_dirs),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
