@@ -28,7 +28,7 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
-from site_builder.charts.figures import check_spec, sources_of
+from site_builder.charts.figures import check_spec, files_of, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
 from site_builder.errors import UserError
@@ -186,7 +186,7 @@ class PageRenderer:
     def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in sources_of(check_spec(spec)).values():
+        for rel in files_of(check_spec(spec)):
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
