@@ -9,15 +9,18 @@ the grid's first row and lie under the heat maps, which are drawn over them tran
 
 Each (row, view) becomes one PNG sprite, frames down and images across, at the data's own resolution:
 the browser scales it up with nearest-neighbour sampling (templates/assets/site.js), so every patch
-stays a visible square. A heat map is stored as 8-bit grey scaled to its own range; the range itself
-travels beside it. PNGs are far smaller than nested lists of numbers (the 64×64 attention file of one
-model is 0.77 MB of JSON; its sprites together are a few tens of kB).
+stays a visible square. A heat map is stored as 8-bit grey; its own range travels beside it. Maps that
+are distributions (attention: non-negative, summing to 1) share one scale, each patch's weight as a
+multiple of uniform attention on a log scale (`_uniform_scale`), so that models, layers and grid sizes
+can be compared by colour; other heat maps are scaled to their own range. PNGs are far smaller than
+nested lists of numbers: four models' 64×64 attention files are 3 MB of JSON, their sprites 0.36 MB.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +116,7 @@ def panels_figure(rows: dict[str, tuple[str, Path]], images: tuple[str, Path] | 
         "images": names,
         "rows": [],
         "inputs": None,
+        "uniform_cap": UNIFORM_CAP,
     }
     if inputs:
         pictures = {p.image: p for p in inputs}  # the first frame's picture of each image
@@ -140,10 +144,11 @@ def _row(label: str, rel: str, panels_file: PanelsFile, frames: list[str], views
             raise UserError(f"{rel}: view '{view}' mixes heat maps ('z') and images ('rgb')")
         kind = kinds.pop()
         h, w = _shared_shape([p.values for p in members], f"view '{view}' of {rel}")[:2]
+        scale = "uniform" if kind == "z" and all(_is_distribution(p.values) for p in members) else "range"
         sprite = np.zeros((h * len(frames), w * len(names), 3 if kind == "rgb" else 1))
         ranges: list[list] = []
         for f, frame in enumerate(frames):
-            frame_ranges = []
+            frame_ranges: list = []
             for i, name in enumerate(names):
                 panel = cells.get((frame, view, name))
                 if panel is None:
@@ -151,8 +156,8 @@ def _row(label: str, rel: str, panels_file: PanelsFile, frames: list[str], views
                     continue
                 values = panel.values
                 if kind == "z":
-                    values, lo, hi = _unit(values)
-                    frame_ranges.append([lo, hi])
+                    values, lo, hi = _uniform_scale(values) if scale == "uniform" else _unit(values)
+                    frame_ranges.append([lo, hi] if math.isfinite(lo) else "nan")
                     values = values[:, :, None] * 255
                 else:
                     frame_ranges.append([0, 255])
@@ -161,6 +166,7 @@ def _row(label: str, rel: str, panels_file: PanelsFile, frames: list[str], views
         pixels = sprite.round().astype(np.uint8)
         out["views"][view] = {
             "kind": kind,
+            "scale": scale if kind == "z" else "rgb",
             "png": _png(pixels if kind == "rgb" else pixels[:, :, 0]),
             "cell": [h, w],
             "range": ranges,
@@ -168,11 +174,32 @@ def _row(label: str, rel: str, panels_file: PanelsFile, frames: list[str], views
     return out
 
 
+UNIFORM_CAP = 16  # a patch with 16 times its uniform share (1/N) gets the top colour
+
+
+def _is_distribution(z: np.ndarray) -> bool:
+    """Non-negative and summing to 1 (an attention map); an all-NaN map counts (it has no values)."""
+    finite = z[np.isfinite(z)]
+    return finite.size == 0 or (finite.min() >= 0 and abs(finite.sum() - 1) < 1e-3)
+
+
+def _uniform_scale(p: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """An attention map on one scale for every model, layer and grid: log2 of each patch's weight in
+    multiples of uniform attention (1/N), from 1 (uniform: transparent) to UNIFORM_CAP (top colour).
+    So a nearly flat map looks nearly empty, however its own small range would stretch."""
+    finite = np.isfinite(p)
+    if not finite.any():
+        return np.zeros_like(p), math.nan, math.nan
+    ratio = np.where(finite, p, 0.0) * p.size
+    scaled = np.clip(np.log2(np.maximum(ratio, 1.0)) / math.log2(UNIFORM_CAP), 0.0, 1.0)
+    return scaled, float(p[finite].min()), float(p[finite].max())
+
+
 def _unit(z: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Scaled to [0, 1] over its own finite range (not-finite cells become 0); returns the range too."""
     finite = np.isfinite(z)
     if not finite.any():
-        return np.zeros_like(z), 0.0, 0.0
+        return np.zeros_like(z), math.nan, math.nan
     lo, hi = float(z[finite].min()), float(z[finite].max())
     scaled = (z - lo) / (hi - lo) if hi > lo else np.zeros_like(z)
     return np.where(finite, scaled, 0.0), lo, hi

@@ -120,9 +120,9 @@
     ctx.drawImage(img, 0, 0);
     var data = ctx.getImageData(0, 0, c.width, c.height), px = data.data;
     for (var i = 0; i < px.length; i += 4) {
-      var v = px[i] / 255, rgb = viridis(v);
+      var v = px[i] / 255, rgb = viridis(overlay ? 0.3 + 0.7 * v : v);
       px[i] = rgb[0]; px[i + 1] = rgb[1]; px[i + 2] = rgb[2];
-      px[i + 3] = overlay ? Math.round(255 * (0.15 + 0.85 * v)) : 255;
+      px[i + 3] = overlay ? Math.round(255 * Math.min(1, 1.3 * v)) : 255;
     }
     ctx.putImageData(data, 0, 0);
     return c;
@@ -201,6 +201,15 @@
       });
     });
     plot.appendChild(grid);
+    var uniform = fig.rows.some(function (r) { return Object.keys(r.views).some(function (v) { return r.views[v].scale === "uniform"; }); });
+    if (uniform) {
+      var legend = document.createElement("div");
+      legend.className = "panel-legend";
+      legend.innerHTML = '<span>uniform (1/N) or less</span><span class="panel-ramp"></span><span>' + fig.uniform_cap + ' × uniform or more (log scale)</span>';
+      legend.querySelector(".panel-ramp").style.background = "linear-gradient(to right, " +
+        [0, 0.25, 0.5, 0.75, 1].map(function (v) { var c = viridis(0.3 + 0.7 * v); return "rgba(" + c.join(",") + "," + Math.min(1, 1.3 * v) + ")"; }).join(", ") + ")";
+      plot.appendChild(legend);
+    }
 
     function caption(cell) {
       var parts = [cell.row.label, label(fig.images[cell.image])];
@@ -210,8 +219,13 @@
       var view = cell.row.views[state.view];
       var range = view && view.kind === "z" ? view.range[state.frame][cell.image] : null;
       var text = parts.join(" · ");
-      if (range) text += " (colour scale " + range[0].toPrecision(3) + " to " + range[1].toPrecision(3) + ")";
-      return text;
+      if (range === "nan") return text + ": no values (NaN in the data file)";
+      if (!range) return text;
+      if (view.scale === "uniform") {
+        var n = view.cell[0] * view.cell[1];
+        return text + ": largest weight " + range[1].toPrecision(3) + ", " + (range[1] * n).toPrecision(3) + " times uniform (1/" + n + ")";
+      }
+      return text + " (colour scale " + range[0].toPrecision(3) + " to " + range[1].toPrecision(3) + ")";
     }
 
     function paint(cell, canvas, size) {
@@ -230,8 +244,16 @@
       if (!cell.row.input) {
         var view = cell.row.views[state.view];
         var present = view && view.range[state.frame][i] !== null;
-        if (present) {
+        if (present && view.range[state.frame][i] === "nan") {
+          ctx.fillStyle = "rgba(128, 128, 128, 0.75)";  // no values: a grey veil over the picture
+          ctx.fillRect(0, 0, w, w);
+          drew = true;
+        } else if (present) {
           var c = view.cell;
+          if (view.kind === "z" && drew) {  // dim the picture a little so that the heat map stands out
+            ctx.fillStyle = "rgba(0, 0, 0, " + (0.45 * state.opacity) + ")";
+            ctx.fillRect(0, 0, w, w);
+          }
           ctx.globalAlpha = view.kind === "z" && drew ? state.opacity : 1;
           ctx.drawImage(view.sprite, i * c[1], state.frame * c[0], c[1], c[0], 0, 0, w, w);
           drew = true;
