@@ -25,6 +25,9 @@ import numpy as np
 from site_builder.fsutil import write_bytes_atomic
 
 EXPORTS = Path("exports")
+MID_RANGE = slice(25, 500)  # the middle of a 512-value spectrum: past the first few, before the LayerNorm's last
+TABLE5_MODELS = ("ResNet-18", "ResNet-34", "ConvNeXtV2-Nano", "ResNeXt-26ts", "Swin-Tiny")
+DRAFT_GAP = 6.0  # percentage points: the author's draft, "about 6 % lower" than the paper's ViT-L
 OUTPUT = "derived/report_numbers"  # .json (values) and .csv (values with derivations)
 
 
@@ -167,8 +170,31 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
             rows.append((f"{run}_{r['resolution']}_focus", float(r["max_attention"]) * int(r["patches"]),
                          f"max attention × N, {run}, {r['resolution']}×{r['resolution']} input (attention_metrics.csv)"))
         meta = json.loads((exports / f"figures/{run}/meta.json").read_text())
-        rows.append((f"{run}_effective_rank", float(meta["embedding"]["backbone"]["effective_rank"]),
+        backbone = meta["embedding"]["backbone"]
+        rows.append((f"{run}_effective_rank", float(backbone["effective_rank"]),
                      f"effective rank of the backbone CLS representation, {run} (figures/{run}/meta.json)"))
+        for stat in ("mean", "std"):
+            rows.append((f"{run}_projection_{stat}", float(backbone[f"projection_{stat}"]),
+                         f"{stat} of the random 1-D projections of the CLS representation, {run} (figures/{run}/meta.json)"))
+    spectra = {run: [float(r["singular_value"]) for r in _csv_rows(exports / f"figures/{run}/spectrum.csv")]
+               for run in ("lejepa-nano-c100", "infonce-nano-c100")}
+    ratio = np.array(spectra["infonce-nano-c100"][MID_RANGE]) / np.array(spectra["lejepa-nano-c100"][MID_RANGE])
+    where = f"singular values {MID_RANGE.start + 1} to {MID_RANGE.stop} of {len(spectra['lejepa-nano-c100'])}"
+    rows += [("spectrum_infonce_over_lejepa_min", float(ratio.min()), f"smallest ratio InfoNCE / LeJEPA of the normalised spectra, {where}"),
+             ("spectrum_infonce_over_lejepa_max", float(ratio.max()), f"largest ratio InfoNCE / LeJEPA of the normalised spectra, {where}")]
+    paper = {(r["model"], r["protocol"]): float(r["top1"]) for r in _csv_rows(exports / "reference/lejepa_paper_results.csv")}
+    table5 = [v for (model, protocol), v in paper.items() if model in TABLE5_MODELS]
+    vit_l = paper[("ViT-L", "linear (frozen), all labels")]
+    summary = json.loads((exports / "runs/lejepa-nano-c100/summary.json").read_text())
+    top1 = 100 * float(summary["final_probe/test_top1"])
+    rows += [
+        ("draft_implied_top1", vit_l - DRAFT_GAP, f"the paper's ViT-L on CIFAR-100 ({vit_l} %, Table 2) minus the draft's 'about {DRAFT_GAP:g} %' gap, in %"),
+        ("gap_to_vit_l", vit_l - top1, "ViT-L transfer (Table 2) minus our LeJEPA final probe, percentage points"),
+        ("gap_to_table5_best", max(table5) - top1, "best in-domain CIFAR-100 row of Table 5 minus ours, percentage points"),
+        ("gap_to_table5_worst", min(table5) - top1, "lowest in-domain CIFAR-100 row of Table 5 (Swin-Tiny) minus ours, percentage points"),
+        ("table5_best", max(table5), "best in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
+        ("table5_worst", min(table5), "lowest in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
+    ]
     ours = vit_params(ViT(int(config["model/width"]), int(config["model/depth"]), int(config["model/patch_size"]), 32,
                           float(config["model/mlp_ratio"]), position_embedding=False))
     rows.append(("params_vit_nano", ours, "our ViT-nano backbone, counted with the same formula (RoPE: no position embedding)"))
