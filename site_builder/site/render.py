@@ -31,6 +31,7 @@ from site_builder.charts.cache import ChartCache
 from site_builder.charts.figures import check_spec, files_of, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
+from site_builder.content.table_labels import table_html
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
@@ -232,14 +233,13 @@ class PageRenderer:
         )
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
-        allowed = {"id", "source", "keys", "columns", "caption", "title", "format"}
+        allowed = {"id", "source", "keys", "columns", "caption", "title", "format", "labels", "formats"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise UserError(f"table: unknown key '{unknown[0]}' (keys: {', '.join(sorted(allowed))})")
         if "source" not in spec:
             raise UserError("table: 'source' is required")
         sources = sources_of(spec)  # a path or {label: path}, every path a string
-        fmt = str(spec.get("format", ""))
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
         missing = [rel for rel, path in paths.values() if path is None]
@@ -259,8 +259,7 @@ class PageRenderer:
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
+        head, body = table_html(header, rows, spec, by_row="keys" in spec, cell=_cell)
         return (
             f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
             f"</table>\n{caption}\n</figure>\n"
