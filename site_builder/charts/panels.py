@@ -3,7 +3,8 @@
 Rows are the chart's sources (one model each), columns the images, so a reader compares models on one
 image. A panel's image is the text before " · " in its title ("fox · mean"); a panel without one takes
 the image of another panel in its row of the file (`columns` panels per row), and the rest of its title
-is its *view* ("h1", "mean", "PCA"). Panels whose view is "input" are the pictures themselves: they make
+is its *view* ("h1", "mean", "PCA"). A file whose titles name no image at all is one column, with a
+view per title. Panels whose view is "input" are the pictures themselves: they make
 the grid's first row and lie under the heat maps, which are drawn over them translucently (the chart's
 `images:` file supplies them when the sources have none, as attention files do not).
 
@@ -72,8 +73,8 @@ def read_panels(path: Path, rel: str) -> PanelsFile:
             for i, panel in row:
                 title = str(panel.get("title", i))
                 image, dot, view = title.partition(" · ")
-                if not dot:
-                    image, view = (named[0], title) if named else (title, "")
+                if not dot:  # its row's image, or (no image names at all) one column with a view per title
+                    image, view = (named[0], title) if named else ("", title)
                 out.panels.append(Panel(image, view, frame, *_values(panel, f"{rel}: panel {title!r}")))
     return out
 

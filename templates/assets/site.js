@@ -212,7 +212,7 @@
     }
 
     function caption(cell) {
-      var parts = [cell.row.label, label(fig.images[cell.image])];
+      var parts = [cell.row.label, label(fig.images[cell.image])].filter(Boolean);
       if (cell.row.input) return parts.join(" · ");
       if (fig.frames.length > 1) parts.push(fig.frame_label + " " + fig.frames[state.frame].label);
       if (state.view) parts.push(state.view);
