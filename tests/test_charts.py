@@ -259,3 +259,10 @@ def test_charts_without_axis_titles_are_warned_about(tmp_path):
         "content/index.md:17: chart has no y_title: name each axis in words with its unit "
         "(e.g. x_title: 'training step', y_title: 'test accuracy (%)'), not by its metric key",
     ]
+
+
+def test_legend_names_replace_column_keys(tmp_path):
+    block = "```chart\nsource: runs/a/history.csv\ny: [train/loss, train/sigreg]\nnames: {train/loss: loss}\nx_title: step\ny_title: value\n```\n"
+    build_site(one_chart_site(tmp_path, block))
+    (figure,) = figures_in((tmp_path / "site/dist/index.html").read_text())
+    assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]

@@ -26,7 +26,7 @@ from site_builder.errors import UserError
 MAX_POINTS = 2000
 IMAGES = "\0images"  # the pictures file among a panels chart's paths (no source label can be this)
 CHART_TYPES = ("line", "scatter", "bar", "panels")
-SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images"}
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names"}
 
 
 @dataclass
@@ -60,6 +60,9 @@ def check_spec(spec: dict) -> dict:
             raise UserError("chart: 'y' must be a column name or a list of column names")
         if not isinstance(spec.setdefault("x", "_step"), str):
             raise UserError(f"chart: 'x' must be a column name, got {spec['x']!r}")
+    names = spec.setdefault("names", {})  # legend words for columns: {train/inv: invariance}
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise UserError("chart: 'names' must be a mapping {column: legend text}")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
@@ -118,7 +121,7 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
             xs, ys = _plottable(x, columns[y_name])
             if spec["type"] == "line":
                 xs, ys = downsample(xs, ys, MAX_POINTS)
-            name = _trace_name(label, y_name, len(y_names))
+            name = _trace_name(label, spec["names"].get(y_name, y_name), len(y_names))
             traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
         tables.append((label, columns))
     return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, y_names, tables))
@@ -154,7 +157,7 @@ def _bar_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
             if any(v is not None and not isinstance(v, (int, float)) for _, v in pairs):
                 raise UserError(f"chart: column '{y_name}' in {rel} is not numeric")
             pairs = [(x, float(v)) for x, v in pairs if v is not None and math.isfinite(v)]
-            name = _trace_name(label, y_name, len(y_names))
+            name = _trace_name(label, spec["names"].get(y_name, y_name), len(y_names))
             traces.append({"name": name, "x": [x for x, _ in pairs], "y": [v for _, v in pairs]})
     return ChartResult(_figure(spec, traces), csv=out.getvalue().encode())
 
