@@ -284,7 +284,7 @@
       close.type = "button"; close.textContent = "Close"; close.className = "panel-close";
       dialog.appendChild(big); dialog.appendChild(text); dialog.appendChild(close);
       document.body.appendChild(dialog);
-      var size = Math.floor(Math.min(window.innerWidth * 0.9, window.innerHeight * 0.75, 640));
+      var size = Math.floor(Math.min(window.innerWidth - 64, window.innerHeight * 0.7, 640));  // inside the dialog's padding
       big.style.width = size + "px"; big.style.height = size + "px";
       paint(cell, big, size);
       text.textContent = caption(cell);
