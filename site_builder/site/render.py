@@ -28,9 +28,10 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
-from site_builder.charts.figures import check_spec, sources_of
+from site_builder.charts.figures import check_spec, files_of, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
+from site_builder.content.table_labels import table_html
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
@@ -61,12 +62,6 @@ def _fmt(value, spec: str, where: str) -> str:
         return format(value, spec)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
-
-
-def _numeric_column(values) -> bool:
-    """True when every non-empty cell is a number (such columns are right-aligned and sort numerically)."""
-    present = [v for v in values if v is not None and v != ""]
-    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
 
 
 def _cell(value, fmt: str) -> str:
@@ -200,7 +195,7 @@ class PageRenderer(ChapterExtras):
     def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in sources_of(check_spec(spec)).values():
+        for rel in files_of(check_spec(spec)):
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
@@ -246,14 +241,13 @@ class PageRenderer(ChapterExtras):
         )
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
-        allowed = {"id", "source", "keys", "columns", "caption", "title", "format"}
+        allowed = {"id", "source", "keys", "columns", "caption", "title", "format", "labels", "formats"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise UserError(f"table: unknown key '{unknown[0]}' (keys: {', '.join(sorted(allowed))})")
         if "source" not in spec:
             raise UserError("table: 'source' is required")
         sources = sources_of(spec)  # a path or {label: path}, every path a string
-        fmt = str(spec.get("format", ""))
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
         missing = [rel for rel, path in paths.values() if path is None]
@@ -273,10 +267,7 @@ class PageRenderer(ChapterExtras):
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
-        numeric = [_numeric_column(row[i] for row in rows) for i in range(len(header))]  # right-aligned
-        num = lambda i: ' class="num"' if numeric[i] else ""  # noqa: E731
-        head = "".join(f"<th{num(i)}>{escape(str(h))}</th>" for i, h in enumerate(header))
-        body = "".join("<tr>" + "".join(f"<td{num(i)}>{_cell(v, fmt)}</td>" for i, v in enumerate(row)) + "</tr>\n" for row in rows)
+        head, body = table_html(header, rows, spec, by_row="keys" in spec, cell=_cell)
         sortable = ' class="sortable"' if len(rows) > 1 else ""  # reader.js sorts by a header click
         return (
             f'<figure class="table-figure"{id_attr}>\n<table{sortable}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
