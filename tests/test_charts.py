@@ -234,9 +234,10 @@ def test_tables_take_labels_and_per_row_formats(tmp_path):
     )
     build_site(one_chart_site(tmp_path, block, summary))
     page = (tmp_path / "site/dist/index.html").read_text()
-    assert "<thead><tr><th>metric</th><th>A</th></tr></thead>" in page
-    assert "<tr><td>top-1 accuracy</td><td>56.7%</td></tr>" in page
-    assert "<tr><td>train/wall_s</td><td>1,234</td></tr>" in page  # no label: the key itself
+    # the values column is numeric: right-aligned (class "num"), the key column is not
+    assert '<thead><tr><th>metric</th><th class="num">A</th></tr></thead>' in page
+    assert '<tr><td>top-1 accuracy</td><td class="num">56.7%</td></tr>' in page
+    assert '<tr><td>train/wall_s</td><td class="num">1,234</td></tr>' in page  # no label: the key itself
 
 
 def test_table_labels_must_name_rows_or_columns_that_exist(tmp_path):
