@@ -202,6 +202,14 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
         rows.append((f"params_{name}", vit_params(vit), f"standard {name} at {vit.image} px: width {vit.width}, depth {vit.depth}, patch {vit.patch}, MLP ratio {vit.mlp_ratio:g}, learned position embedding, no head"))
     rows.append(("nano_over_tiny16", ours / vit_params(PAPER_VITS["ViT-Tiny/16"]), "ViT-nano parameters / ViT-Tiny parameters"))
     rows.append(("nano_over_small16", ours / vit_params(PAPER_VITS["ViT-Small/16"]), "ViT-nano parameters / ViT-Small parameters"))
+    sweep = exports / "sweeps" / "sweep-20ep" / "sweep.csv"
+    if sweep.exists():
+        best = {}
+        for r in _csv_rows(sweep):
+            best[r["objective"]] = max(best.get(r["objective"], 0.0), float(r["val_top1"]))
+        if {"lejepa", "infonce"} <= best.keys():
+            rows.append(("sweep_infonce_minus_lejepa_best", 100 * (best["infonce"] - best["lejepa"]),
+                         "best InfoNCE minus best LeJEPA validation top-1 in sweeps/sweep-20ep, percentage points"))
     return rows
 
 
