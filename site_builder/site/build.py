@@ -13,6 +13,7 @@ A rebuild whose inputs have not changed is skipped before the heavy modules load
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +58,11 @@ class BuildResult:
         )
 
 
-def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int = 2) -> BuildResult:
+def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int | None = None) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
     previous `out` stays untouched unless the whole build succeeds. `force` renders every page again;
-    `jobs` processes render new formulas when there are many (content.math.MathRenderer.prerender)."""
+    `jobs` Node processes (default: one per core) render new formulas when there are many
+    (content.math.MathRenderer.prerender)."""
     start = time.perf_counter()
     root = Path(root).resolve()
     project = Project(root, load_config(root))
@@ -76,12 +78,15 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     from site_builder.site.search import index_search
 
     builder = Builder(project, fingerprint.file_hash)
-    builder.jobs = jobs
-    outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
-    pages = gather_pages(project, outlines)
-    builder.pages_by_slug = {p.slug: p for p in pages}
-    builder.labels = number_labels(pages)
-    files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
+    builder.jobs = jobs or os.cpu_count() or 1
+    try:
+        outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
+        pages = gather_pages(project, outlines)
+        builder.pages_by_slug = {p.slug: p for p in pages}
+        builder.labels = number_labels(pages)
+        files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
+    finally:
+        builder.math.close()
     key = fingerprint.compute(builder.data_files)
     files[BUILD_ID_FILE] = key.encode() + b"\n"
     with staged_dir(out) as tmp:

@@ -30,7 +30,7 @@ from site_builder.charts.data import (
 from site_builder.charts.cache import ChartCache
 from site_builder.charts.figures import check_spec, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
-from site_builder.content.math import MathRenderer, katex_version
+from site_builder.content.math import Formula, MathRenderer, katex_version
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
@@ -275,9 +275,10 @@ class Builder:
         self.charts = ChartCache(project.cache / "charts", project.exports, file_hash)
         self.page_cache = PageCache(project.cache / "pages", project.root, file_hash)
         self.pages_rendered = 0  # pages whose markdown was rendered (not taken from the render cache)
-        self.jobs = 1  # processes for new formulas (MathRenderer.prerender)
+        self.jobs = 1  # Node processes for new formulas (MathRenderer.prerender)
         clear_column_memo()
-        self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
+        self.katex_dist = find_katex(project.root, katex_version())
+        self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json", self.katex_dist.parent)
         self.labels: dict[str, tuple[Page, str]] = {}
         self.pages_by_slug: dict[str, Page] = {}
         self.data_files: set[str] = set()
@@ -305,15 +306,16 @@ class Builder:
         """A display formula's TeX with its equation number, if it has a label."""
         return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label else tex
 
-    def formulas(self, page: Page) -> list[tuple[str, bool]]:
-        """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
-        out = []
+    def formulas(self, page: Page) -> list[Formula]:
+        """The formulas in a page's markdown (captions aside), as render() will ask for them."""
+        out, path = [], page.doc.path
         for token in page.parsed().tokens:
             if token.type == "math_block":
-                out.append((self.numbered_tex(token.meta.get("tex", token.content), token.meta.get("label")), True))
+                tex = self.numbered_tex(token.meta.get("tex", token.content), token.meta.get("label"))
+                out.append(Formula(tex, True, path, token.map[0] + 1))
             for child in token.children or []:
                 if child.type in ("math_inline", "math_inline_double"):
-                    out.append((child.content, child.type == "math_inline_double"))
+                    out.append(Formula(child.content, child.type == "math_inline_double", path, child.meta.get("line", 1)))
         return out
 
     def column(self, path, rel: str, name: str) -> Column:
@@ -371,7 +373,7 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
 def render_site(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool = True) -> dict[str, bytes]:
     """Every file of dist/ (relative path -> bytes). Pages whose inputs are unchanged come from the
     render cache (site.page_cache) unless `use_cache` is off; `builder.pages_rendered` counts the others."""
-    katex_dist = find_katex(project.root, builder.math.version)
+    katex_dist = builder.katex_dist
     shared = site_key(pages, builder.labels)
     entries, to_render = {}, []
     for page in pages:
