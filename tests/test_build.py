@@ -30,8 +30,11 @@ def test_dist_layout_and_assets(built_fixture_site):
     for font_url in re.findall(r"url\(([^)]+)\)", css):
         assert f"assets/katex-0.16.22/{font_url}" in files  # every font the CSS names is shipped
     chapter, index = files["chapter.html"].decode(), files["index.html"].decode()
-    assert f'<script src="{plotly[0]}" defer></script>' in chapter
-    assert "plotly" not in index  # only pages with charts load Plotly
+    # Plotly is the cartesian bundle, loaded by site.js on first need, not by the page itself
+    assert len(files[plotly[0]]) < 2_000_000 and b"plotly.js (cartesian - minified) v4.1.1" in files[plotly[0]][:200]
+    (site_js,) = re.findall(r'<script src="(assets/site-[0-9a-f]{10}\.js)" data-plotly="([^"]+)" defer></script>', chapter)
+    assert site_js[1] == plotly[0] and f'src="{plotly[0]}"' not in chapter
+    assert "plotly" not in index and site_js[0] not in index  # pages without charts load no chart code
 
 
 def test_all_urls_are_relative(built_fixture_site):

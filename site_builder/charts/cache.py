@@ -32,7 +32,6 @@ class ChartCache:
     def __init__(self, folder: Path, exports: Path, file_hash: Callable[[Path], str]):
         self.folder, self.exports, self.file_hash = folder, exports, file_hash
         self.used: set[str] = set()
-        self.hits = 0
 
     def chart(self, spec: dict) -> ChartResult:
         paths = [self.exports / rel for rel in sources_of(check_spec(spec)).values()]
@@ -43,8 +42,7 @@ class ChartCache:
         self.used.add(key)
         figure_file, csv_file = self.folder / f"{key}.json", self.folder / f"{key}.csv"
         if figure_file.exists():
-            self.hits += 1
-            return ChartResult(orjson.loads(figure_file.read_bytes()), self.csv(key), cache_key=key)
+            return ChartResult(orjson.loads(figure_file.read_bytes()), self.read(key, ".csv"), cache_key=key)
         result = build_chart(spec, self.exports)
         if result.csv is not None:
             write_bytes_atomic(csv_file, result.csv)
@@ -52,13 +50,20 @@ class ChartCache:
         result.cache_key = key
         return result
 
-    def csv(self, key: str) -> bytes | None:
-        """The full-data CSV of a cached chart (None if it has none)."""
-        csv_file = self.folder / f"{key}.csv"
-        return csv_file.read_bytes() if csv_file.exists() else None
+    def store(self, key: str, suffix: str, data: bytes) -> str:
+        """Keep a file made from a cached chart (its page script) beside it; returns the key."""
+        target = self.folder / f"{key}{suffix}"
+        if key and not target.exists():
+            write_bytes_atomic(target, data)
+        return key
 
-    def has(self, key: str) -> bool:
-        return (self.folder / f"{key}.json").exists()
+    def read(self, key: str, suffix: str) -> bytes | None:
+        """A cached chart's file: ".csv" (full data for download) or ".js" (None if it has none)."""
+        path = self.folder / f"{key}{suffix}"
+        return path.read_bytes() if path.exists() else None
+
+    def has(self, key: str, suffix: str = ".json") -> bool:
+        return (self.folder / f"{key}{suffix}").exists()
 
     def prune(self) -> None:
         """Drop entries this build did not use."""

@@ -89,9 +89,10 @@ class Fingerprint:
         files += sorted(p for p in self.project.templates.rglob("*") if p.is_file())
         code = Path(site_builder.__file__).parent
         for package in ("site", "content", "charts"):
-            files += sorted((code / package).glob("*.py"))
+            files += sorted((code / package).glob("*.py")) + sorted((code / package).glob("*.js"))
         files += [code / "fsutil.py", code / "errors.py"]
-        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)]
+        for package in ("katex", "plotly.js-cartesian-dist-min"):
+            files += [base / "node_modules" / package / "package.json" for base in (root, PROJECT_ROOT)]
         files += _third_party_files()
         return files
 

@@ -8,6 +8,7 @@ import hashlib
 import math
 import re
 from html import escape
+from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import jinja2
@@ -28,6 +29,7 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
+from site_builder.charts.script import chart_script
 from site_builder.charts.figures import check_spec, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import Formula, MathRenderer, katex_version
@@ -37,18 +39,6 @@ from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
-
-
-# (character, its JSON escape): inside a <script> element these could close it or confuse parsers
-_SCRIPT_UNSAFE = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029")]
-
-
-def json_for_script(obj) -> str:
-    """JSON that is safe inside <script type="application/json"> whatever strings it holds."""
-    data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-    for raw, escaped in _SCRIPT_UNSAFE:  # bytes.replace: much faster than str.translate on large figures
-        data = data.replace(raw, escaped)
-    return data.decode()
 
 
 def _fmt(value, spec: str, where: str) -> str:
@@ -204,32 +194,13 @@ class PageRenderer:
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
         caption = self._caption(f"Figure {number}", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
-        height = check_spec(spec)["height"]
-        controls = ""
-        if figure["type"] in ("line", "scatter"):
-            smoothing = figure["smoothing"]
-            controls = (
-                '<div class="chart-controls">'
-                f'<label>Smoothing <input class="js-smoothing" type="range" min="0" max="0.99" step="0.01" value="{smoothing}">'
-                f'<output>{smoothing:.2f}</output></label>'
-                f'<label><input class="js-log-y" type="checkbox"{" checked" if figure["log_y"] else ""}> log y</label>'
-                "</div>"
-            )
-        elif figure["type"] == "panels" and len(figure["frames"]) > 1:
-            n = len(figure["frames"])
-            first = escape(figure["frames"][0]["label"])
-            controls = (
-                f'<div class="chart-controls"><label>{escape(figure["frame_label"])} '
-                f'<input class="js-frame" type="range" min="0" max="{n - 1}" step="1" value="0">'
-                f"<output>{first}</output></label></div>"
-            )
-        return (
-            f'<figure class="chart-figure"{id_attr}>\n'
-            f'<div class="chart" data-chart-type="{figure["type"]}">'
-            f'<div class="chart-plot" style="height:{height}px"></div>{controls}'
-            f'<script type="application/json" class="chart-data">{json_for_script(figure)}</script></div>\n'
-            f"{caption}\n</figure>\n"
-        )
+        chart_id, script = chart_script(figure)
+        src = f"data/charts/{chart_id}.js"
+        self.b.data_out[src] = script
+        self.data_out[src] = self.b.charts.store(result.cache_key, ".js", script)
+        return self.b.partial("chart.html").render(
+            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=check_spec(spec)["height"], caption=Markup(caption)
+        ) + "\n"
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
         allowed = {"id", "source", "keys", "columns", "caption", "title", "format"}
@@ -284,6 +255,12 @@ class Builder:
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(project.templates),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
@@ -301,6 +278,10 @@ class Builder:
 
     def chart(self, spec: dict):
         return self.charts.chart(spec)
+
+    def partial(self, name: str) -> jinja2.Template:
+        """A markup partial from templates/partials/ (chart, ...)."""
+        return self.env.get_template(f"partials/{name}")
 
     def numbered_tex(self, tex: str, label: str | None) -> str:
         """A display formula's TeX with its equation number, if it has a label."""
@@ -356,7 +337,7 @@ def _render_page(builder: Builder, page: Page) -> dict:
 
 def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     """Take a page's render from its cache entry; False when a CSV it links to left the chart cache."""
-    if not all(builder.charts.has(key) for key in entry["data_out"].values()):
+    if not all(builder.charts.has(key, PurePosixPath(rel).suffix) for rel, key in entry["data_out"].items()):
         return False
     page.body = entry["body"]
     page.anchors = set(ID_RE.findall(page.body))
@@ -364,9 +345,9 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     page.charts, page.has_math = entry["charts"], entry["has_math"]
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
-    for csv_rel, key in entry["data_out"].items():
+    for rel, key in entry["data_out"].items():
         builder.charts.used.add(key)
-        builder.data_out[csv_rel] = builder.charts.csv(key)
+        builder.data_out[rel] = builder.charts.read(key, PurePosixPath(rel).suffix)
     return True
 
 
@@ -389,14 +370,9 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     for page in pages:
         builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
-    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets = collect_assets(project.root, project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.templates),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = builder.env
     template = env.get_template("page.html")
     files: dict[str, bytes] = dict(assets.files)
     for i, page in enumerate(pages):
