@@ -13,7 +13,7 @@ from typing import Callable
 import orjson
 
 from site_builder.charts.figures import ChartResult, build_chart, check_spec, sources_of
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 
 _CODE_HASH: str | None = None
 
@@ -40,13 +40,13 @@ class ChartCache:
         key_source = orjson.dumps([spec, _code_hash(), [self.file_hash(p) for p in paths]], option=orjson.OPT_SORT_KEYS)
         key = hashlib.sha256(key_source).hexdigest()
         self.used.add(key)
-        figure_file, csv_file = self.folder / f"{key}.json", self.folder / f"{key}.csv"
-        if figure_file.exists():
-            return ChartResult(orjson.loads(figure_file.read_bytes()), self.read(key, ".csv"), cache_key=key)
+        stored = cache_file.read(self.folder / f"{key}.json")
+        if stored is not None:
+            return ChartResult(orjson.loads(stored), self.read(key, ".csv"), cache_key=key)
         result = build_chart(spec, self.exports)
         if result.csv is not None:
-            write_bytes_atomic(csv_file, result.csv)
-        write_bytes_atomic(figure_file, orjson.dumps(result.figure))
+            cache_file.write(self.folder / f"{key}.csv", result.csv)
+        cache_file.write(self.folder / f"{key}.json", orjson.dumps(result.figure))
         result.cache_key = key
         return result
 
@@ -54,16 +54,12 @@ class ChartCache:
         """Keep a file made from a cached chart (its page script) beside it; returns the key."""
         target = self.folder / f"{key}{suffix}"
         if key and not target.exists():
-            write_bytes_atomic(target, data)
+            cache_file.write(target, data)
         return key
 
     def read(self, key: str, suffix: str) -> bytes | None:
         """A cached chart's file: ".csv" (full data for download) or ".js" (None if it has none)."""
-        path = self.folder / f"{key}{suffix}"
-        return path.read_bytes() if path.exists() else None
-
-    def has(self, key: str, suffix: str = ".json") -> bool:
-        return (self.folder / f"{key}{suffix}").exists()
+        return cache_file.read(self.folder / f"{key}{suffix}")
 
     def prune(self) -> None:
         """Drop entries this build did not use."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 
 from site_builder.errors import UserError
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 
 # pykatex does not expose the KaTeX version it embeds; this table does, per pykatex release.
 KATEX_IN_PYKATEX = {"0.1.1": "0.16.22"}
@@ -221,19 +221,15 @@ def make_engine(katex_package: Path | None):
 
 
 class MathRenderer:
-    """Renders formulas through KaTeX, remembering every result in `cache_file` (if given).
+    """Renders formulas through KaTeX, remembering every result in `cache_path` (if given).
     `katex_package` is node_modules/katex (None: pykatex only)."""
 
-    def __init__(self, cache_file: Path | None = None, katex_package: Path | None = None):
+    def __init__(self, cache_path: Path | None = None, katex_package: Path | None = None):
         self.version = katex_version()
-        self.cache_file = cache_file
+        self.cache_path = cache_path
         self.engine = make_engine(katex_package)
-        self.cache: dict[str, str] = {}
-        if cache_file and cache_file.exists():
-            try:
-                self.cache = orjson.loads(cache_file.read_bytes())
-            except orjson.JSONDecodeError:
-                self.cache = {}  # a damaged cache is only a slower build
+        stored = cache_file.read(cache_path) if cache_path else None
+        self.cache: dict[str, str] = orjson.loads(stored) if stored else {}
         self.errors: dict[str, str] = {}  # key -> KaTeX's parse error, raised by render() where the formula is used
         self.dirty = False
         self.calls = 0  # formulas asked for
@@ -285,6 +281,6 @@ class MathRenderer:
         self.engine.close()
 
     def save(self) -> None:
-        if self.cache_file and self.dirty:
-            write_bytes_atomic(self.cache_file, orjson.dumps(self.cache, option=orjson.OPT_SORT_KEYS))
+        if self.cache_path and self.dirty:
+            cache_file.write(self.cache_path, orjson.dumps(self.cache, option=orjson.OPT_SORT_KEYS))
             self.dirty = False

@@ -58,6 +58,13 @@ class BuildResult:
         )
 
 
+def _write_files(folder: Path, files: dict[str, bytes], names: list[str]) -> None:
+    for rel in names:
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[rel])
+
+
 def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int | None = None) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
     previous `out` stays untouched unless the whole build succeeds. `force` renders every page again;
@@ -75,7 +82,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
 
     from site_builder.site.pages import Outlines, gather_pages, number_labels
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
-    from site_builder.site.search import index_search
+    from site_builder.site.search import SearchIndex
 
     builder = Builder(project, fingerprint.file_hash)
     builder.jobs = jobs or os.cpu_count() or 1
@@ -90,11 +97,14 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     key = fingerprint.compute(builder.data_files)
     files[BUILD_ID_FILE] = key.encode() + b"\n"
     with staged_dir(out) as tmp:
-        for rel, data in sorted(files.items()):
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        search_bytes = index_search(tmp)  # search (issue 7): Pagefind indexes the written pages
+        html = sorted(rel for rel in files if rel.endswith(".html"))
+        _write_files(tmp, files, html)
+        search = SearchIndex(tmp)  # search (issue 7): Pagefind indexes the pages while the rest is written
+        try:
+            _write_files(tmp, files, sorted(set(files) - set(html)))
+            search_bytes = search.finish()
+        finally:
+            search.stop()
     builder.math.save()
     builder.charts.prune()
     builder.page_cache.save()

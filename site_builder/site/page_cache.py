@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 import orjson
 
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 
 if TYPE_CHECKING:
     from site_builder.site.pages import Page
@@ -42,10 +42,10 @@ class PageCache:
 
     def lookup(self, page: Page, key: str) -> dict | None:
         """The stored entry if it was rendered from the same inputs, else None."""
-        try:
-            entry = orjson.loads((self.folder / f"{page.slug}.json").read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
+        stored = cache_file.read(self.folder / f"{page.slug}.json")
+        if stored is None:
             return None
+        entry = orjson.loads(stored)
         if entry.get("key") != key or self.data_hashes(entry["data"]) != entry["data"]:
             return None
         return entry
@@ -58,7 +58,7 @@ class PageCache:
     def save(self) -> None:
         """Write this build's entries; drop those of pages that no longer exist."""
         for slug in sorted(self.changed):
-            write_bytes_atomic(self.folder / f"{slug}.json", orjson.dumps(self.entries[slug]))
+            cache_file.write(self.folder / f"{slug}.json", orjson.dumps(self.entries[slug]))
         for path in self.folder.glob("*.json") if self.folder.exists() else []:
             if path.stem not in self.entries:
                 path.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from site_builder.errors import UserError
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 
 if TYPE_CHECKING:
     from site_builder.content.markdown import Heading, MarkdownDoc
@@ -88,10 +88,8 @@ class Outlines:
         self.file = file
         self.stored: dict = {}
         if use_stored:
-            try:
-                self.stored = orjson.loads(file.read_bytes())
-            except (FileNotFoundError, orjson.JSONDecodeError):
-                pass  # a missing or damaged cache is only a slower build
+            stored = cache_file.read(file)  # None when missing or damaged: only a slower build
+            self.stored = orjson.loads(stored) if stored else {}
         self.current: dict[str, dict] = {}
 
     def doc(self, text: str, rel: str) -> MarkdownDoc:
@@ -117,7 +115,7 @@ class Outlines:
                 data = orjson.dumps(self.current, option=orjson.OPT_SORT_KEYS)
             except orjson.JSONEncodeError:  # e.g. an order beyond 64-bit integers: not worth remembering
                 return
-            write_bytes_atomic(self.file, data)
+            cache_file.write(self.file, data)
 
 
 def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Page]:

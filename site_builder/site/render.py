@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -38,7 +39,7 @@ from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
-from site_builder.site.published import published_files
+from site_builder.site.published import published_files, social_cards
 
 
 def _fmt(value, spec: str, where: str) -> str:
@@ -337,7 +338,8 @@ def _render_page(builder: Builder, page: Page) -> dict:
 
 def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     """Take a page's render from its cache entry; False when a CSV it links to left the chart cache."""
-    if not all(builder.charts.has(key, PurePosixPath(rel).suffix) for rel, key in entry["data_out"].items()):
+    data_out = {rel: builder.charts.read(key, PurePosixPath(rel).suffix) for rel, key in entry["data_out"].items()}
+    if any(data is None for data in data_out.values()):
         return False
     page.body = entry["body"]
     page.anchors = set(ID_RE.findall(page.body))
@@ -345,9 +347,8 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     page.charts, page.has_math = entry["charts"], entry["has_math"]
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
-    for rel, key in entry["data_out"].items():
-        builder.charts.used.add(key)
-        builder.data_out[rel] = builder.charts.read(key, PurePosixPath(rel).suffix)
+    builder.charts.used.update(entry["data_out"].values())
+    builder.data_out.update(data_out)
     return True
 
 
@@ -355,6 +356,14 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     """Every file of dist/ (relative path -> bytes). Pages whose inputs are unchanged come from the
     render cache (site.page_cache) unless `use_cache` is off; `builder.pages_rendered` counts the others."""
     katex_dist = builder.katex_dist
+    with ThreadPoolExecutor(1) as pool:  # cards (Pillow, mostly without the GIL) while pages render
+        cards = pool.submit(social_cards, project, pages)
+        files = _render_files(project, builder, pages, base_url, tool_key, use_cache, katex_dist)
+        files.update(cards.result())
+    return files
+
+
+def _render_files(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool, katex_dist) -> dict[str, bytes]:
     shared = site_key(pages, builder.labels)
     entries, to_render = {}, []
     for page in pages:
@@ -394,6 +403,6 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
             builder.page_cache.keep(page, entry, changed=False)
         files[page.url] = entry["html"].encode("utf-8")
     files.update(builder.data_out)
-    files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: cards, sitemap, 404
+    files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: sitemap, 404
     files[".nojekyll"] = b""
     return files
