@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
@@ -95,6 +96,9 @@ def check_length(formula: Formula) -> None:
 # engines
 
 
+Deliver = Callable[[int, Rendered], None]
+
+
 class NodeKatex:
     """KaTeX in Node processes (katex_worker.js): requests go in as JSON lines, answers come back in order.
     A worker that does not answer within RENDER_SECONDS is killed and the formula it was on is an error."""
@@ -109,13 +113,14 @@ class NodeKatex:
             self.workers.append(subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
             self.greeted.append(False)
 
-    def render(self, formulas: list[Formula], processes: int = 1) -> list[Rendered]:
+    def render(self, formulas: list[Formula], processes: int = 1, deliver: Deliver | None = None) -> list[Rendered]:
+        """Answers in the order of `formulas`; `deliver(i, answer)` is also called as each one arrives."""
         if not formulas:
             return []
         self._start(max(len(self.workers), min(processes, 1 + len(formulas) // FORMULAS_PER_WORKER)))
         shares = [formulas[k :: len(self.workers)] for k in range(len(self.workers))]
         try:
-            answers = self._exchange(shares)
+            answers = self._exchange(shares, deliver)
         except BaseException:  # a timeout, Ctrl-C or a dead worker: no worker outlives this build
             self.close()
             raise
@@ -124,7 +129,7 @@ class NodeKatex:
             out[k :: len(self.workers)] = share_answers
         return out
 
-    def _exchange(self, shares: list[list[Formula]]) -> list[list[Rendered]]:
+    def _exchange(self, shares: list[list[Formula]], deliver: Deliver | None) -> list[list[Rendered]]:
         for worker, share in zip(self.workers, shares):
             requests = b"".join(orjson.dumps([f.tex, f.display]) + b"\n" for f in share)
             threading.Thread(target=_write, args=(worker, requests), daemon=True).start()
@@ -154,7 +159,10 @@ class NodeKatex:
                     if not greeted[k]:
                         greeted[k] = True
                         continue
-                    answers[k].append(Rendered(reply.get("html"), reply.get("error", "").removeprefix("KaTeX parse error: ") or None))
+                    answer = Rendered(reply.get("html"), reply.get("error", "").removeprefix("KaTeX parse error: ") or None)
+                    answers[k].append(answer)
+                    if deliver:
+                        deliver(k + (len(answers[k]) - 1) * len(shares), answer)
                 deadlines[k] = time.monotonic() + RENDER_SECONDS
                 if len(answers[k]) == len(shares[k]):
                     waiting.discard(fd)
@@ -172,7 +180,7 @@ class NodeKatex:
         )
 
     def close(self) -> None:
-        for worker in self.workers:
+        for worker in list(self.workers):
             worker.kill()
             worker.wait()
             for stream in (worker.stdin, worker.stdout, worker.stderr):
@@ -194,15 +202,17 @@ def _write(worker: subprocess.Popen, data: bytes) -> None:
 class PyKatex:
     """KaTeX inside QuickJS (pykatex), in this process: the fallback when Node's KaTeX is not there."""
 
-    def render(self, formulas: list[Formula], processes: int = 1) -> list[Rendered]:
+    def render(self, formulas: list[Formula], processes: int = 1, deliver: Deliver | None = None) -> list[Rendered]:
         import pykatex
 
         out = []
-        for f in formulas:
+        for i, f in enumerate(formulas):
             try:
                 out.append(Rendered(pykatex.renderToString(f.tex, displayMode=f.display, throwOnError=True)))
             except pykatex.ParseError as exc:
                 out.append(Rendered(None, str(exc)))
+            if deliver:
+                deliver(i, out[-1])
         return out
 
     def close(self) -> None:
@@ -231,6 +241,10 @@ class MathRenderer:
         stored = cache_file.read(cache_path) if cache_path else None
         self.cache: dict[str, str] = orjson.loads(stored) if stored else {}
         self.errors: dict[str, str] = {}  # key -> KaTeX's parse error, raised by render() where the formula is used
+        self.pending: set[str] = set()  # keys a background prerender() has not delivered yet
+        self.failure: BaseException | None = None  # what stopped the background prerender (timeout, dead worker)
+        self.ready = threading.Condition()
+        self.thread: threading.Thread | None = None
         self.dirty = False
         self.calls = 0  # formulas asked for
         self.rendered = 0  # formulas actually sent to KaTeX (cache misses)
@@ -240,32 +254,58 @@ class MathRenderer:
         return hashlib.sha256(f"{self.version}\0{int(display)}\0{tex}".encode()).hexdigest()
 
     def prerender(self, formulas: list[Formula], processes: int) -> None:
-        """Render every formula not in the cache in one batch (up to `processes` Node workers). A formula
-        KaTeX rejects is reported by render(), where the page uses it, with its file and line."""
+        """Start rendering every formula not in the cache, in one batch (up to `processes` Node workers),
+        in the background: render() waits only for the formula it asks for, so pages render while Node
+        works. A formula KaTeX rejects is reported by render(), where the page uses it, with its line."""
         todo: dict[str, Formula] = {}
         for formula in formulas:
             check_length(formula)
             key = self._key(formula.tex, formula.display)
             if key not in self.cache and key not in todo:
                 todo[key] = formula
-        self._render(todo, processes)
+        if not isinstance(self.engine, NodeKatex):  # pykatex holds the GIL: nothing to overlap
+            return self._render(todo, processes)
+        if todo:
+            self.pending = set(todo)
+            self.thread = threading.Thread(target=self._render, args=(todo, processes), daemon=True)
+            self.thread.start()
 
     def _render(self, todo: dict[str, Formula], processes: int) -> None:
         if not todo:
             return
+        keys = list(todo)
         start = time.perf_counter()
-        for key, answer in zip(todo, self.engine.render(list(todo.values()), processes)):
+        try:
+            self.engine.render(list(todo.values()), processes, lambda i, answer: self._store(keys[i], answer))
+        except BaseException as exc:
+            with self.ready:
+                self.failure = exc
+                self.ready.notify_all()
+            if threading.current_thread() is not self.thread:
+                raise
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _store(self, key: str, answer: Rendered) -> None:
+        with self.ready:
             if answer.html is None:
                 self.errors[key] = answer.error or "KaTeX gave no HTML"
-                continue
-            self.cache[key] = answer.html
-            self.rendered += 1
-            self.dirty = True
-        self.seconds += time.perf_counter() - start
+            else:
+                self.cache[key] = answer.html
+                self.rendered += 1
+                self.dirty = True
+            self.pending.discard(key)
+            self.ready.notify_all()
 
     def render(self, tex: str, display: bool, *, path: str, line: int) -> str:
         self.calls += 1
         key = self._key(tex, display)
+        if key in self.pending:
+            with self.ready:
+                while key in self.pending and self.failure is None:
+                    self.ready.wait(0.5)
+                if self.failure is not None and key in self.pending:
+                    raise self.failure
         if key not in self.cache and key not in self.errors:
             formula = Formula(tex, display, path, line)
             check_length(formula)
@@ -279,6 +319,8 @@ class MathRenderer:
     def close(self) -> None:
         """Stop the Node workers (a build calls this whether it succeeded or not)."""
         self.engine.close()
+        if self.thread:
+            self.thread.join()
 
     def save(self) -> None:
         if self.cache_path and self.dirty:
