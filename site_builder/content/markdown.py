@@ -36,8 +36,8 @@ from site_builder.errors import UserError
 
 CALLOUTS = ("note", "tip", "warning")
 DIRECTIVES = ("chart", "table")
-REF_KINDS = {"eq": "Equation", "fig": "Figure", "tbl": "Table"}
 FRONT_MATTER_KEYS = {"title", "order", "summary"}
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: ~10x faster, same values
 
 
 class Hooks(Protocol):
@@ -164,6 +164,10 @@ def parser() -> MarkdownIt:
 
 def _load_yaml(text: str, *, path: str, first_line: int, what: str) -> Any:
     try:
+        return yaml.load(text, Loader=YAML_LOADER)
+    except yaml.YAMLError:
+        pass
+    try:  # libyaml points at a later line than the pure-Python parser: the error comes from the latter
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
