@@ -12,7 +12,7 @@ from typing import Callable
 
 import orjson
 
-from site_builder.charts.figures import ChartResult, build_chart, check_spec, sources_of
+from site_builder.charts.figures import ChartResult, build_chart, sources_of
 from site_builder.site import cache_file
 
 _CODE_HASH: str | None = None
@@ -34,7 +34,8 @@ class ChartCache:
         self.used: set[str] = set()
 
     def chart(self, spec: dict) -> ChartResult:
-        paths = [self.exports / rel for rel in sources_of(check_spec(spec)).values()]
+        """The chart of a spec that figures.check_spec has checked."""
+        paths = [self.exports / rel for rel in sources_of(spec).values()]
         if not all(p.is_file() for p in paths):
             return build_chart(spec, self.exports)  # pending: nothing worth caching
         key_source = orjson.dumps([spec, _code_hash(), [self.file_hash(p) for p in paths]], option=orjson.OPT_SORT_KEYS)

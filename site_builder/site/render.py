@@ -99,7 +99,7 @@ class PageRenderer:
 
     def xref(self, command: str, label: str, line: int) -> str:
         if label not in self.b.labels:
-            known = ", ".join(sorted(k for k in self.b.labels if not k.split(":", 1)[1].startswith("#")))
+            known = ", ".join(sorted(self.b.labels))
             raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
         target, number = self.b.labels[label]
         kind = label.split(":", 1)[0]
@@ -151,13 +151,12 @@ class PageRenderer:
             raise self.error(exc.message, line) from None
         return f'<span class="value" title="{escape(ref)}">{escape(text)}</span>'
 
-    def directive(self, kind: str, spec: dict, line: int) -> str:
-        label = spec.pop("_label")
-        number = self.b.labels[label][1]
-        anchor = label if not label.split(":", 1)[1].startswith("#") else ""
+    def directive(self, kind: str, spec: dict, line: int, label_index: int) -> str:
+        anchor = self.page.doc.labels[label_index].name or ""
+        number = self.page.label_numbers[label_index]
         try:
             if kind == "chart":
-                return self.chart(spec, line, label, anchor, number)
+                return self.chart(spec, line, anchor, number)
             return self.table(spec, line, anchor, number)
         except UserError as exc:
             if exc.path:
@@ -174,10 +173,11 @@ class PageRenderer:
         items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
         return f'<div class="pending-box" role="note"><strong>Pending.</strong> This needs {items}, which does not exist yet.</div>'
 
-    def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
+    def chart(self, spec: dict, line: int, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in sources_of(check_spec(spec)).values():
+        spec = check_spec(spec)  # once: the cache and the figure code take the checked spec
+        for rel in sources_of(spec).values():
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
@@ -200,7 +200,7 @@ class PageRenderer:
         self.b.data_out[src] = script
         self.data_out[src] = self.b.charts.store(result.cache_key, ".js", script)
         return self.b.partial("chart.html").render(
-            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=check_spec(spec)["height"], caption=Markup(caption)
+            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=spec["height"], caption=Markup(caption)
         ) + "\n"
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
