@@ -68,7 +68,8 @@ def _write_files(folder: Path, files: dict[str, bytes], names: list[str]) -> Non
 def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int | None = None) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
     previous `out` stays untouched unless the whole build succeeds. `force` renders every page again;
-    `jobs` Node processes (default: one per core) render new formulas when there are many
+    `jobs` Node processes (default: one per core but one, which renders the pages meanwhile) render new
+    formulas when there are many
     (content.math.MathRenderer.prerender)."""
     start = time.perf_counter()
     root = Path(root).resolve()
@@ -85,7 +86,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     from site_builder.site.search import SearchIndex
 
     builder = Builder(project, fingerprint.file_hash)
-    builder.jobs = jobs or os.cpu_count() or 1
+    builder.jobs = jobs or max(1, (os.cpu_count() or 1) - 1)
     try:
         outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
         pages = gather_pages(project, outlines)

@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Links in pages are relative either way; this only fills metadata that must be absolute.",
     )
     parser.add_argument("--force", action="store_true", help="rebuild and render every page again even if nothing changed")
-    parser.add_argument("--jobs", type=int, default=None, help="Node processes rendering new formulas when there are many (default: one per core)")
+    parser.add_argument("--jobs", type=int, default=None, help="Node processes rendering new formulas when there are many (default: one per core but one)")
 
 
 def run(args: argparse.Namespace) -> int:
