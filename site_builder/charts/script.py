@@ -1,12 +1,15 @@
 """A chart's figure as the file pages load it: data/charts/<id>.js, one call `siteChartData("<id>", JSON);`.
 
 site.js loads it with a <script> element when the chart nears the viewport (unlike fetch(), that works
-from file:// too). The id is the JSON's content hash, so charts of equal figures share one file.
+from file:// too). The id is the JSON's content hash, so charts of equal figures share one file. Image panels (RGB `z`
+grids) go as lossless PNG data URIs in Plotly's `source`: the same pixels at about 60 % of the gzip bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import re
 
 import orjson
@@ -24,9 +27,34 @@ def json_for_script(obj) -> bytes:
     return data
 
 
+def png_data_uri(rgb) -> str:
+    """An H×W×3 grid of 0-255 integers as a PNG data URI (lossless)."""
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB").save(out, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def _images_as_png(figure: dict) -> dict:
+    """The figure with every image trace's `z` as a PNG `source` (a copy; other traces unchanged)."""
+    if figure.get("type") != "panels":
+        return figure
+    frames = []
+    for frame in figure["frames"]:
+        traces = []
+        for trace in frame["traces"]:
+            if trace.get("type") == "image" and "z" in trace:
+                trace = {k: v for k, v in trace.items() if k != "z"} | {"source": png_data_uri(trace["z"])}
+            traces.append(trace)
+        frames.append(dict(frame, traces=traces))
+    return dict(figure, frames=frames)
+
+
 def chart_script(figure: dict) -> tuple[str, bytes]:
     """(id, the bytes of data/charts/<id>.js)."""
-    data = json_for_script(figure)
+    data = json_for_script(_images_as_png(figure))
     chart_id = hashlib.sha256(data).hexdigest()[:16]
     return chart_id, b'siteChartData("' + chart_id.encode() + b'", ' + data + b");\n"
 

@@ -181,6 +181,9 @@ def test_panels_frame_slider(built_fixture_site, serve, browser_page):
     first = page.evaluate(f"{panels}.data[0].z")
     assert first == [[0.1, 0.9], [0.5, 0.2]]
     assert page.evaluate(f"{panels}.data.map(t => t.type)") == ["heatmap", "image"]
+    drawn_image = "document.querySelector('#fig\\\\:attention image')"  # the image panel, drawn from its PNG
+    page.wait_for_function(f"{drawn_image} && {drawn_image}.getBBox().width > 0")
+    assert page.evaluate(f"{drawn_image}.getAttribute('href')").startswith("data:image/png;base64,")
     page.locator("#fig\\:attention .js-frame").fill("1")
     assert page.evaluate(f"{panels}.data[0].z") == [[0.3, 0.3], [0.1, 0.7]]
     assert page.locator("#fig\\:attention output").inner_text() == "2"
