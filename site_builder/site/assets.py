@@ -22,7 +22,7 @@ from pathlib import Path
 
 from site_builder.content.markdown import pygments_css
 from site_builder.errors import UserError
-from site_builder.site.fingerprint import PROJECT_ROOT
+from site_builder.site.project import PROJECT_ROOT
 
 
 

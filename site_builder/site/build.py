@@ -21,7 +21,8 @@ from pathlib import Path
 import site_builder
 from site_builder.fsutil import staged_dir
 from site_builder.site.config import load_config
-from site_builder.site.fingerprint import BUILD_ID_FILE, Fingerprint, Project
+from site_builder.site.fingerprint import BUILD_ID_FILE, Fingerprint
+from site_builder.site.project import Project
 from site_builder.site.pages import Page
 
 

@@ -1,4 +1,4 @@
-"""Where a site's inputs are, and the fingerprint that lets an unchanged site skip its build.
+"""The fingerprint that lets an unchanged site skip its build.
 
 The fingerprint is a hash over every input: site.toml, content/*.md, templates/, the exports the
 previous build read (or looked for), this package's build code, and the options. File contents are
@@ -12,42 +12,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 import site_builder
 from site_builder.fsutil import write_bytes_atomic
-from site_builder.site.config import SiteConfig
+from site_builder.site.project import PROJECT_ROOT, Project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ID_FILE = ".build-id"  # in dist/: the fingerprint of the inputs it was built from
-
-
-@dataclass
-class Project:
-    """Where a site's inputs are."""
-
-    root: Path
-    config: SiteConfig
-
-    @property
-    def content(self) -> Path:
-        return self.root / "content"
-
-    @property
-    def exports(self) -> Path:
-        return self.root / "exports"
-
-    @property
-    def templates(self) -> Path:
-        own = self.root / "templates"
-        return own if (own / "base.html").exists() else PROJECT_ROOT / "templates"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / ".cache" / "build"
 
 
 def _third_party_files() -> list[Path]:

@@ -20,7 +20,7 @@ from site_builder.site import cache_file
 
 if TYPE_CHECKING:
     from site_builder.content.markdown import Heading, MarkdownDoc
-    from site_builder.site.fingerprint import Project
+    from site_builder.site.project import Project
 
 
 @dataclass

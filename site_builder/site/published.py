@@ -20,7 +20,7 @@ from site_builder.site.social import font_files, social_card
 if TYPE_CHECKING:
     import jinja2
 
-    from site_builder.site.fingerprint import Project
+    from site_builder.site.project import Project
     from site_builder.site.pages import Page
 
 CARDS_DIR = "cards"

@@ -36,7 +36,7 @@ from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import Formula, MathRenderer, katex_version
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
-from site_builder.site.fingerprint import Project
+from site_builder.site.project import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files, social_cards

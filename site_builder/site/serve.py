@@ -142,7 +142,7 @@ class DevServer:
 
     def __init__(self, root: str | Path = ".", host: str = "127.0.0.1", port: int = 8000, out: str | Path | None = None):
         from site_builder.site.config import load_config
-        from site_builder.site.fingerprint import Project
+        from site_builder.site.project import Project
 
         self.root = Path(root).resolve()
         self.project = Project(self.root, load_config(self.root))
