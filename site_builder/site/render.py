@@ -37,7 +37,7 @@ from site_builder.content.math import Formula, MathRenderer, katex_version
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.project import Project
-from site_builder.site.page_cache import PageCache, site_key
+from site_builder.site.page_cache import PageCache, RenderedPage, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files, social_cards
 
@@ -319,35 +319,36 @@ def check_links(pages: list[Page]) -> None:
                 raise UserError(f"link to {link.href}: no anchor '#{link.anchor}' on {target.doc.path}", path=page.doc.path, line=link.line)
 
 
-def _render_page(builder: Builder, page: Page) -> dict:
-    """Render one page's article; returns its render-cache entry (without key, assets and html)."""
+def _render_page(builder: Builder, page: Page, key: str) -> RenderedPage:
+    """Render one page's article (the page template runs later, once the assets are known)."""
     renderer = PageRenderer(builder, page)
     page.body = render_markdown(page.parsed(), renderer)
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
-    return {
-        "data": builder.page_cache.data_hashes(renderer.data_files),
-        "body": page.body,
-        "links": [[link.href, link.line, link.page, link.anchor] for link in page.links],
-        "charts": page.charts,
-        "has_math": page.has_math,
-        "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
-        "data_out": renderer.data_out,
-    }
+    return RenderedPage(
+        key=key,
+        data=builder.page_cache.data_hashes(renderer.data_files),
+        body=page.body,
+        links=list(page.links),
+        charts=page.charts,
+        has_math=page.has_math,
+        pending=[(rel, lines) for (path, rel), lines in builder.pending.items() if path == page.doc.path],
+        data_out=renderer.data_out,
+    )
 
 
-def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
-    """Take a page's render from its cache entry; False when a CSV it links to left the chart cache."""
-    data_out = {rel: builder.charts.read(key, PurePosixPath(rel).suffix) for rel, key in entry["data_out"].items()}
+def _restore_page(builder: Builder, page: Page, entry: RenderedPage) -> bool:
+    """Take a page's render from its cache entry; False when a file it adds left the chart cache."""
+    data_out = {rel: builder.charts.read(key, PurePosixPath(rel).suffix) for rel, key in entry.data_out.items()}
     if any(data is None for data in data_out.values()):
         return False
-    page.body = entry["body"]
+    page.body = entry.body
     page.anchors = set(ID_RE.findall(page.body))
-    page.links = [Link(*link) for link in entry["links"]]
-    page.charts, page.has_math = entry["charts"], entry["has_math"]
-    for rel, lines in entry["pending"]:
+    page.links = list(entry.links)
+    page.charts, page.has_math = entry.charts, entry.has_math
+    for rel, lines in entry.pending:
         builder.pending[(page.doc.path, rel)] = list(lines)
-    builder.charts.used.update(entry["data_out"].values())
+    builder.charts.used.update(entry.data_out.values())
     builder.data_out.update(data_out)
     return True
 
@@ -365,7 +366,8 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
 
 def _render_files(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool, katex_dist) -> dict[str, bytes]:
     shared = site_key(pages, builder.labels)
-    entries, to_render = {}, []
+    entries: dict[str, RenderedPage] = {}
+    to_render = []
     for page in pages:
         key = builder.page_cache.key(tool_key, shared, page)
         entry = builder.page_cache.lookup(page, key) if use_cache else None
@@ -375,9 +377,9 @@ def _render_files(project: Project, builder: Builder, pages: list[Page], base_ur
             entries[page.slug] = entry
     builder.math.prerender([f for page, _ in to_render for f in builder.formulas(page)], builder.jobs)
     for page, key in to_render:
-        entries[page.slug] = dict(_render_page(builder, page), key=key)
+        entries[page.slug] = _render_page(builder, page, key)
     for page in pages:
-        builder.data_files.update(entries[page.slug]["data"])
+        builder.data_files.update(entries[page.slug].data)
     check_links(pages)
     assets = collect_assets(project.root, project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -386,7 +388,7 @@ def _render_files(project: Project, builder: Builder, pages: list[Page], base_ur
     files: dict[str, bytes] = dict(assets.files)
     for i, page in enumerate(pages):
         entry = entries[page.slug]
-        if entry.get("assets") != assets_key:
+        if entry.assets != assets_key:
             html = template.render(
                 site=project.config,
                 base_url=base_url,
@@ -397,11 +399,11 @@ def _render_files(project: Project, builder: Builder, pages: list[Page], base_ur
                 assets=assets.urls,
                 body=Markup(page.body),
             )
-            entry.update(assets=assets_key, html=html)
+            entry = entry.with_html(assets_key, html)
             builder.page_cache.keep(page, entry, changed=True)
         else:
             builder.page_cache.keep(page, entry, changed=False)
-        files[page.url] = entry["html"].encode("utf-8")
+        files[page.url] = entry.html.encode("utf-8")
     files.update(builder.data_out)
     files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: sitemap, 404
     files[".nojekyll"] = b""
