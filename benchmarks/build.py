@@ -262,8 +262,14 @@ def _kind(path: Path) -> str:
 
 
 def charts_section(site: Path) -> dict:
-    """Every chart's data in dist/ (JSON files, or JSON blocks inside pages): raw, gzip, longest trace."""
+    """Every chart's data in dist/ (JSON files, data/charts/*.js, or JSON blocks inside pages): raw, gzip, longest trace."""
     payloads = [(str(p.relative_to(site)), p.read_bytes()) for p in sorted(site.rglob("*.json")) if _looks_like_chart(p)]
+    from site_builder.charts.script import read_chart_script
+
+    for script in sorted((site / "data" / "charts").glob("*.js")):  # site_builder's chart data scripts
+        found = read_chart_script(script.read_bytes())
+        if found:
+            payloads.append((str(script.relative_to(site)), found[1]))
     for page in measure.html_pages(site):
         blocks = measure.inline_json_blocks(page.read_bytes())
         payloads += [(f"{page.relative_to(site)} block {k}", b) for k, b in enumerate(blocks, 1)]
