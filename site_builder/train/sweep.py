@@ -3,7 +3,8 @@
 A plan (TOML) has `[defaults] args = [...]` given to every run and `[[run]]` tables with a `name` and
 `args`. Runs whose checkpoints/<name>/final/ exists are skipped; the others start (or resume from
 checkpoints/<name>/last) with `--time-limit-min`, `--parallel` at a time on the same GPU, each logging to
-logs/<name>.log. Call it again after a time limit to continue where it stopped.
+<out>/logs/<name>.log (inside the git-ignored checkpoint folder: a machine that mirrors the working tree
+deletes untracked files elsewhere). Call it again after a time limit to continue where it stopped.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", help="run only these names")
     p.add_argument("--time-limit-min", type=float, default=0.0, help="passed to each run (resumable stop)")
     p.add_argument("--out", default="checkpoints")
-    p.add_argument("--logs", type=Path, default=Path("logs"))
+    p.add_argument("--logs", type=Path, help="folder of the runs' logs (default: <out>/logs)")
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     args, extra = p.parse_known_args(argv)
     try:
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         return 1
     todo = [r for r in runs if (not args.only or r.name in args.only)
             and not (Path(args.out) / r.name / "final").exists()]
-    args.logs.mkdir(parents=True, exist_ok=True)
+    logs = args.logs or Path(args.out) / "logs"
     commands = [[sys.executable, "-m", "site_builder", "train", "--name", r.name, "--data", args.data,
                  "--out", args.out, "--time-limit-min", str(args.time_limit_min), *r.args, *extra] for r in todo]
     print(f"{len(runs)} runs in the plan, {len(runs) - len(todo)} finished, {len(todo)} to run", flush=True)
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
     while queue or running:
         while queue and len(running) < args.parallel:
             run, cmd = queue.pop(0)
-            log = open(args.logs / f"{run.name}.log", "a")
+            logs.mkdir(parents=True, exist_ok=True)  # again before each run: someone may have removed it
+            log = open(logs / f"{run.name}.log", "a")
             running.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time()))
             print(f"started {run.name}", flush=True)
         time.sleep(2)

@@ -203,8 +203,6 @@ class Trainer:
         self.model = ViT(cfg.model).to(dev)
         self.projector = Projector(cfg.model.width, cfg.proj_hidden, cfg.proj_dim).to(dev)
         self.probe = nn.Sequential(nn.LayerNorm(cfg.model.width), nn.Linear(cfg.model.width, 100)).to(dev)
-        if self.setup.world > 1 and dev.type == "cuda":
-            self.projector = nn.SyncBatchNorm.convert_sync_batchnorm(self.projector)
         self.student = Student(self.model, self.projector, self.probe)
         self.opt = torch.optim.AdamW(
             [{"params": list(self.model.parameters()) + list(self.projector.parameters())},
@@ -273,21 +271,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
-        cfg, a = self.cfg, self.cfg.aug
         self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
-        labels = self.train_y[idx]
-        glob, loc = make_views(self.train_x[idx], a, self.aug_gen)
-        dev_type = self.setup.device.type
-        with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
-            z, probe_logits = self.step_module(glob, loc)
-        z = z.view(a.global_views + a.local_views, len(idx), -1)
-        loss, metrics = self.objective(z, self.step)
-        probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
-        self.opt.zero_grad(set_to_none=True)
-        (loss + probe_loss).backward()
-        self.opt.step()
-        metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
-        return metrics
+        glob, loc = make_views(self.train_x[idx], self.cfg.aug, self.aug_gen)
+        return train_step(self.step_module, self.opt, self.objective, glob, loc, self.train_y[idx], self.step)
 
     @torch.no_grad()
     def online_probe_accuracy(self) -> torch.Tensor:
@@ -403,6 +389,25 @@ class Trainer:
             xte, yte = load_cifar100(cfg.data, "test", cfg.md5.get("test"))
             test = split_features(self.model, torch.from_numpy(xte).to(dev), torch.from_numpy(yte), dev, size)
         return evaluate_representation(train, val, test, weight_decays=cfg.final_probe_weight_decays, device=dev)
+
+
+def train_step(step_module: nn.Module, opt: torch.optim.Optimizer, objective: "Objective", glob: torch.Tensor,
+               loc: torch.Tensor | None, labels: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    """One optimisation step on this process's views (view-major: V x B images). Under DDP the gradients
+    are averaged over processes, and SIGReg / InfoNCE see the global batch, so N processes with B images
+    each step like one process with N x B (tests/test_train_ddp.py checks it)."""
+    a = objective.cfg.aug
+    dev_type = glob.device.type
+    with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
+        z, probe_logits = step_module(glob, loc)
+    z = z.view(a.global_views + a.local_views, len(labels), -1)
+    loss, metrics = objective(z, step)
+    probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
+    opt.zero_grad(set_to_none=True)
+    (loss + probe_loss).backward()
+    opt.step()
+    metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
+    return metrics
 
 
 class Objective:
