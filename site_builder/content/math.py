@@ -11,6 +11,7 @@ so a rebuild renders only formulas it has never seen.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import select
@@ -220,11 +221,20 @@ class PyKatex:
 
 
 def make_engine(katex_package: Path | None):
-    """Node's KaTeX when `node` and node_modules/katex are there, else pykatex."""
+    """Node's KaTeX when `node` and a whole katex package (its JavaScript, not only the CSS and fonts a
+    wheel carries) are there, else pykatex."""
     node = shutil.which("node")
-    if node and katex_package and (katex_package / "package.json").exists():
+    if node and katex_package and _has_katex_js(katex_package):
         return NodeKatex(node, katex_package)
     return PyKatex()
+
+
+def _has_katex_js(package: Path) -> bool:
+    try:
+        main = json.loads((package / "package.json").read_text()).get("main", "index.js")
+    except (OSError, ValueError):
+        return False
+    return (package / main).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------
