@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,8 @@ id: fig:loss
 source: runs/a/history.csv
 y: [train/loss, train/sigreg]
 title: Training loss
+x_title: training step
+y_title: loss
 caption: See \\ref{{tbl:hparams}}.
 smoothing: 0.6
 ```
@@ -94,6 +97,8 @@ id: fig:pending
 source: runs/not-yet/history.csv
 y: train/loss
 title: Not yet
+x_title: training step
+y_title: loss
 ```
 
 ## Far below
@@ -106,6 +111,8 @@ source: {{A: runs/a/history.csv, B: runs/b/history.csv}}
 x: _step
 y: probe/test_acc
 title: Probe accuracy of two runs
+x_title: training step
+y_title: test accuracy (fraction)
 ```
 
 ```chart
@@ -122,6 +129,8 @@ source: figures/a/probe.csv
 x: method
 y: top1
 title: Probe accuracy by method
+x_title: method
+y_title: top-1 accuracy (fraction)
 ```
 
 [^1]: A footnote.
@@ -156,3 +165,17 @@ def built_fixture_site(tmp_path_factory) -> Path:
     root = write_site(tmp_path_factory.mktemp("built") / "site", FIXTURE_FILES)
     build_site(root)
     return root / "dist"
+
+
+CHART_SCRIPT_RE = re.compile(rb'siteChartData\("([0-9a-f]{16})", (.*)\);\n', re.S)
+
+
+def chart_figures(page: Path) -> list[dict]:
+    """The figure of each chart on a built page, in page order, read from the data/charts/<id>.js it names
+    (a script that hands siteChartData its id and the figure as JSON, and does nothing else)."""
+    out = []
+    for chart_id, src in re.findall(r'data-chart="([0-9a-f]+)" data-src="([^"]+)"', page.read_text(encoding="utf-8")):
+        match = CHART_SCRIPT_RE.fullmatch((page.parent / src).read_bytes())
+        assert match and match.group(1).decode() == chart_id, src
+        out.append(json.loads(match.group(2)))
+    return out

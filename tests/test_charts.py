@@ -15,14 +15,13 @@ import pytest
 from site_builder.charts.figures import MAX_POINTS, downsample
 from site_builder.errors import UserError
 from site_builder.site.build import build_site
-from tests.conftest import history_csv, write_site
+from tests.conftest import chart_figures, history_csv, write_site
 
 
 DOWNLOAD = r'<a class="download" href="(data/[^"]+\.csv)" download="[^"]+">'
 
 
-def figures_in(page_html: str) -> list[dict]:
-    return [json.loads(s) for s in re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page_html)]
+figures_in = chart_figures
 
 
 def test_downsample_keeps_extremes_and_order():
@@ -40,7 +39,7 @@ def test_downsample_keeps_extremes_and_order():
 
 def test_line_chart_json_and_full_csv(built_fixture_site):
     page = (built_fixture_site / "chapter.html").read_text()
-    loss = figures_in(page)[0]
+    loss = figures_in(built_fixture_site / "chapter.html")[0]
     assert loss["type"] == "line" and loss["smoothing"] == 0.6
     names = [t["name"] for t in loss["traces"]]
     assert names == ["train/loss", "train/sigreg"]
@@ -58,7 +57,7 @@ def test_line_chart_json_and_full_csv(built_fixture_site):
 
 
 def test_sparse_metrics_and_several_runs(built_fixture_site):
-    runs = figures_in((built_fixture_site / "chapter.html").read_text())[1]
+    runs = figures_in(built_fixture_site / "chapter.html")[1]
     a, b = runs["traces"]
     assert a["name"] == "A" and b["name"] == "B"  # one column: the legend names the runs
     # logged every 500 steps: 3000 steps -> 6 points, 1200 steps -> 3 points
@@ -72,18 +71,21 @@ def test_sparse_metrics_and_several_runs(built_fixture_site):
 
 
 def test_panels_figure_groups_frames(built_fixture_site):
-    panels = figures_in((built_fixture_site / "chapter.html").read_text())[2]
+    panels = figures_in(built_fixture_site / "chapter.html")[2]
     assert panels["type"] == "panels" and panels["frame_label"] == "layer"
     assert [f["label"] for f in panels["frames"]] == ["1", "2"]
-    heat, image = panels["frames"][1]["traces"]
-    assert heat["type"] == "heatmap" and heat["z"] == [[0.3, 0.3], [0.1, 0.7]]
-    assert image["type"] == "image" and image["z"][1][1] == [4, 5, 6]
-    assert image["xaxis"] == "x2" and image["yaxis"] == "y2"
+    # titles without an image name: one column, a view per title, each a sprite of both frames
+    assert panels["images"] == [""] and panels["views"] == ["head 1", "PCA"]
+    (row,) = panels["rows"]
+    heat, image = row["views"]["head 1"], row["views"]["PCA"]
+    assert heat["kind"] == "z" and heat["range"] == [[[0.1, 0.9]], [[0.1, 0.7]]]
+    assert image["kind"] == "rgb" and image["cell"] == [2, 2]
+    assert image["png"].startswith("data:image/png;base64,")
 
 
 def test_bar_chart_over_categories(built_fixture_site):
     page = (built_fixture_site / "chapter.html").read_text()
-    bar = figures_in(page)[3]
+    bar = figures_in(built_fixture_site / "chapter.html")[3]
     assert bar["type"] == "bar"
     assert bar["traces"] == [{"name": "top1", "x": ["LeJEPA", "Info, NCE"], "y": [0.41, 0.38]}]
     link = re.findall(DOWNLOAD, page)[-1]
@@ -99,7 +101,7 @@ def test_charts_of_the_same_data_share_one_csv(tmp_path):
     page = (root / "dist/index.html").read_text()
     links = re.findall(DOWNLOAD, page)
     assert len(links) == 3 and links[0] == links[1] != links[2]
-    assert sorted(p.name for p in (root / "dist/data").iterdir()) == sorted({links[0][5:], links[2][5:]})
+    assert sorted(p.name for p in (root / "dist/data").glob("*.csv")) == sorted({links[0][5:], links[2][5:]})
     assert re.findall(r'download="([^"]+)"', page) == ["index-figure-1.csv", "index-figure-2.csv", "index-figure-3.csv"]
     header = next(csv.reader(io.StringIO((root / "dist" / links[2]).read_text())))
     assert header == ["_step", "train/loss", "epoch"]
@@ -119,7 +121,7 @@ def test_values_tables_and_pending(built_fixture_site):
 
 def test_pending_source_is_a_warning_not_an_error(fixture_site):
     result = build_site(fixture_site)
-    assert result.warnings == ["content/chapter.md:37: pending: exports/runs/not-yet/history.csv does not exist yet"]
+    assert result.warnings == ["content/chapter.md:39: pending: exports/runs/not-yet/history.csv does not exist yet"]
 
 
 def one_chart_site(tmp_path, block: str, files: dict | None = None):
@@ -170,7 +172,7 @@ def test_data_values_are_escaped(tmp_path):
     page = (root / "dist" / "index.html").read_text()
     assert "<img src=x" not in page
     assert page.count("</script>") == page.count("<script")
-    assert figures_in(page)[0]["traces"][0]["name"] == evil
+    assert figures_in(root / "dist" / "index.html")[0]["traces"][0]["name"] == evil
     assert f"<th class=\"num\">{html.escape(evil)}</th>" in page  # a column of numbers
 
 
@@ -206,7 +208,7 @@ def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_si
     (fixture_site / "exports/runs/b/history.csv").write_text(history_csv(600))
     build_site(fixture_site)
     assert calls == ["runs/not-yet/history.csv", {"A": "runs/a/history.csv", "B": "runs/b/history.csv"}]
-    runs = figures_in((fixture_site / "dist/chapter.html").read_text())[1]
+    runs = figures_in(fixture_site / "dist/chapter.html")[1]
     assert runs["traces"][1]["x"] == [0.0, 500.0]
 
 
@@ -221,3 +223,46 @@ def test_values_from_columnar_json_and_keys_with_at_signs(tmp_path):
     page = (root / "dist" / "index.html").read_text()
     values = re.findall(r'<span class="value"[^>]*>([^<]*)</span>', page)
     assert values == ["NaN", "0.20", "25%"]
+
+
+def test_tables_take_labels_and_per_row_formats(tmp_path):
+    summary = {"exports/runs/a/summary.json": json.dumps({"final_probe/test_top1": 0.5667, "train/wall_s": 1234.5})}
+    block = (
+        "```table\nsource: {A: runs/a/summary.json}\nkeys: [final_probe/test_top1, train/wall_s]\n"
+        "labels: {key: metric, final_probe/test_top1: top-1 accuracy}\nformats: {final_probe/test_top1: .1%, train/wall_s: ',.0f'}\n```\n"
+    )
+    build_site(one_chart_site(tmp_path, block, summary))
+    page = (tmp_path / "site/dist/index.html").read_text()
+    # the values column is numeric: right-aligned (class "num"), the key column is not
+    assert '<thead><tr><th>metric</th><th class="num">A</th></tr></thead>' in page
+    assert '<tr><td>top-1 accuracy</td><td class="num">56.7%</td></tr>' in page
+    assert '<tr><td>train/wall_s</td><td class="num">1,234</td></tr>' in page  # no label: the key itself
+
+
+def test_table_labels_must_name_rows_or_columns_that_exist(tmp_path):
+    block = "```table\nsource: runs/a/history.csv\ncolumns: [_step, train/loss]\nlabels: {train/los: loss}\n```\n"
+    with pytest.raises(UserError, match=r"labels/formats name 'train/los'.*_step, train/loss"):
+        build_site(one_chart_site(tmp_path, block))
+
+
+def test_charts_without_axis_titles_are_warned_about(tmp_path):
+    block = (
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\n```\n\n"
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\nx_title: training step\ny_title: loss\n```\n\n"
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\nx_title: training step\n```\n"
+    )
+    result = build_site(one_chart_site(tmp_path, block))
+    titles = [w for w in result.warnings if "axis" in w]
+    assert titles == [
+        "content/index.md:5: chart has no x_title or y_title: name each axis in words with its unit "
+        "(e.g. x_title: 'training step', y_title: 'test accuracy (%)'), not by its metric key",
+        "content/index.md:17: chart has no y_title: name each axis in words with its unit "
+        "(e.g. x_title: 'training step', y_title: 'test accuracy (%)'), not by its metric key",
+    ]
+
+
+def test_legend_names_replace_column_keys(tmp_path):
+    block = "```chart\nsource: runs/a/history.csv\ny: [train/loss, train/sigreg]\nnames: {train/loss: loss}\nx_title: step\ny_title: value\n```\n"
+    build_site(one_chart_site(tmp_path, block))
+    (figure,) = figures_in((tmp_path / "site/dist/index.html").read_text())
+    assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]

@@ -69,7 +69,8 @@ def test_build_refuses_an_existing_folder_it_did_not_write(site, tmp_path):
     # an empty folder, a new one and an earlier build's output are fine
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "empty", tmp_path / "new", tmp_path / "new"):
-        assert run_cli("build", "--root", str(site), "--out", str(out)) == (0, "")
+        rc, err = run_cli("build", "--root", str(site), "--out", str(out))
+        assert rc == 0 and "error" not in err, err
         assert (out / "index.html").is_file()
 
 
@@ -154,18 +155,19 @@ def test_stale_cache_temporaries_are_swept_and_sigterm_cleans_up(site):
     # SIGTERM at several points of a full build: never a traceback, never a temporary file left behind
     for delay in (0.0, 0.3, 0.7, 1.2):
         proc = subprocess.Popen([sys.executable, "-m", "site_builder", "build", "--force", "--root", str(site)],
-                                cwd=REPO, stderr=subprocess.PIPE, text=True)
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert wait_for_sigterm_handler(proc)  # (before it, the interpreter is still starting: nothing to clean up)
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
         assert "Traceback" not in err, err
-        assert proc.returncode in (0, 143), (proc.returncode, err)
+        finished = out.startswith("built ")  # a signal during interpreter shutdown (handlers reset) kills it: -15
+        assert proc.returncode in (0, 143) or (proc.returncode == -15 and finished), (proc.returncode, err)
         assert not [p for p in site.rglob("*") if ".tmp-" in p.name]
     assert build(site)[0] == 0
 
 
-def test_ctrl_c_during_the_formula_pool_prints_no_worker_tracebacks(site):
+def test_ctrl_c_during_formula_rendering_prints_no_worker_tracebacks(site):
     formulas = " ".join(f"$x_{{{i}}}^{{{i + 1}}} + \\frac{{a}}{{b_{i}}}$" for i in range(3000))  # a pool renders them for seconds
     write(site, {"content/b.md": f"---\ntitle: B\norder: 2\n---\n\n{formulas}\n"})
     before = snapshot(site / "dist")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import pytest
 
+from site_builder.charts.script import read_chart_script
 from site_builder.site.build import build_site
+from tests.conftest import FIXTURE_FILES, write_site
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
@@ -22,23 +26,33 @@ def scroll_through(page):
         chart.scroll_into_view_if_needed()
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))",
+        "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))",
         timeout=10000,
     )
 
 
+def chart_data(page, url: str) -> dict:
+    """A chart's figure from its data/charts/<id>.js (over HTTP, or from the disk for file://)."""
+    data = Path(url2pathname(urlsplit(url).path)).read_bytes() if url.startswith("file:") else page.request.get(url).body()
+    return json.loads(read_chart_script(data)[1])
+
+
 def expected_traces(page) -> list[int]:
-    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series."""
-    figures = page.evaluate(
-        "Array.from(document.querySelectorAll('.chart .chart-data')).map(s => JSON.parse(s.textContent))"
-    )
+    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series; a panels grid
+    draws one canvas per model and image, plus a row of input pictures when it has them."""
+    urls = page.eval_on_selector_all(".chart", "cs => cs.map(c => new URL(c.dataset.src, document.baseURI).href)")
+    figures = [chart_data(page, url) for url in urls]
     per_series = {"line": 2, "scatter": 2, "bar": 1}
-    return [len(f["frames"][0]["traces"]) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
+    def panels(f):
+        return (len(f["rows"]) + (1 if f["inputs"] else 0)) * len(f["images"])
+
+    return [panels(f) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
 
 
 def drawn_traces(page) -> list[int]:
     return page.evaluate(
-        "Array.from(document.querySelectorAll('.chart .chart-plot')).map(p => p.data ? p.data.length : -1)"
+        "Array.from(document.querySelectorAll('.chart .chart-plot')).map(p => p.data ? p.data.length"
+        " : p.dataset.panels ? p.querySelectorAll('.panel-cell canvas').length : -1)"
     )
 
 
@@ -91,8 +105,46 @@ def test_charts_draw_only_when_scrolled_into_view(built_fixture_site, serve, bro
     drawn = drawn_traces(page)
     assert drawn[0] > 0  # the first chart is in view
     assert drawn[-1] == -1  # the attention panels, far below, are not drawn yet
+    loaded = "performance.getEntriesByType('resource').map(r => r.name)"
+    sources = page.eval_on_selector_all(".chart", "cs => cs.map(c => new URL(c.dataset.src, document.baseURI).href)")
+    assert sources[0] in page.evaluate(loaded) and sources[-1] not in page.evaluate(loaded)  # nor is its data loaded
     scroll_through(page)
     assert drawn_traces(page) == expected_traces(page)
+    assert sources[-1] in page.evaluate(loaded)
+    visit.assert_clean()
+
+
+def test_plotly_loads_only_when_a_chart_nears_the_viewport(tmp_path, serve, browser_page):
+    """A chapter whose only chart is far below the fold: no Plotly and no chart data until the reader scrolls."""
+    files = dict(FIXTURE_FILES)
+    filler = "\n\n".join(f"Paragraph {i}." for i in range(120))
+    files["content/far.md"] = f"---\ntitle: Far\norder: 5\n---\n\n{filler}\n\n```chart\nsource: runs/a/history.csv\ny: train/loss\n```\n"
+    out = tmp_path / "dist"
+    build_site(write_site(tmp_path / "site", files), out)
+    visit = browser_page(serve(out) + "far.html")
+    page = visit.page
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(300)
+    loaded = "performance.getEntriesByType('resource').map(r => r.name)"
+    assert not [url for url in page.evaluate(loaded) if "plotly" in url or "/data/charts/" in url]
+    scroll_through(page)
+    assert [url for url in page.evaluate(loaded) if "plotly" in url]
+    visit.assert_clean()
+
+
+def test_hover_lists_every_series_and_nothing_uploads(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    plot = page.locator(".chart .chart-plot").first
+    box = page.locator(".chart .nsewdrag").first.bounding_box()
+    plot.hover(position={"x": box["x"] - plot.bounding_box()["x"] + box["width"] / 2, "y": box["y"] - plot.bounding_box()["y"] + box["height"] / 2})
+    page.wait_for_function("document.querySelector('.chart .hoverlayer .legend') !== null", timeout=3000)
+    label = page.evaluate("document.querySelector('.chart .hoverlayer .legend').textContent")
+    assert label.index("train/loss") < label.index("train/sigreg")  # both series at that x, in legend order
+    titles = page.eval_on_selector_all(".chart .modebar-btn", "bs => bs.map(b => b.getAttribute('data-title'))")
+    assert "Download plot as a PNG" in titles or "Download plot as a png" in titles
+    assert not [t for t in titles if re.search(r"cloud|studio|share|upload", t or "", re.I)], titles
     visit.assert_clean()
 
 
@@ -126,17 +178,38 @@ def test_smoothing_slider_and_log_y(built_fixture_site, serve, browser_page):
     visit.assert_clean()
 
 
-def test_panels_frame_slider(built_fixture_site, serve, browser_page):
-    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+def pixel(page, selector: str, fx: float, fy: float) -> list[int]:
+    """RGB of a canvas at a fraction (fx, fy) of its width and height."""
+    return page.evaluate(
+        f"""(() => {{ const c = document.querySelector({selector!r});
+        const d = c.getContext('2d').getImageData(Math.floor(c.width * {fx}), Math.floor(c.height * {fy}), 1, 1).data;
+        return [d[0], d[1], d[2]]; }})()"""
+    )
+
+
+def test_panels_grid_slider_view_and_enlarge(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html", viewport=(390, 800))
     page = visit.page
     scroll_through(page)
-    panels = "document.querySelector('#fig\\\\:attention .chart-plot')"
-    first = page.evaluate(f"{panels}.data[0].z")
-    assert first == [[0.1, 0.9], [0.5, 0.2]]
-    assert page.evaluate(f"{panels}.data.map(t => t.type)") == ["heatmap", "image"]
+    cell = "#fig\\:attention .panel-cell canvas"
+    box = page.locator(cell).bounding_box()
+    assert box["width"] >= 96 and box["height"] >= 96  # readable on a phone
+    assert page.evaluate(f"getComputedStyle(document.querySelector({cell!r})).imageRendering") == "pixelated"
+    # frame 1 of 'head 1' is [[0.1, 0.9], [0.5, 0.2]]: its own range, viridis from dark purple to yellow
+    assert pixel(page, cell, 0.25, 0.25) == [68, 1, 84]
+    assert pixel(page, cell, 0.75, 0.25) == [253, 231, 37]
     page.locator("#fig\\:attention .js-frame").fill("1")
-    assert page.evaluate(f"{panels}.data[0].z") == [[0.3, 0.3], [0.1, 0.7]]
-    assert page.locator("#fig\\:attention output").inner_text() == "2"
+    assert page.locator("#fig\\:attention .js-frame + output").inner_text() == "2"
+    # frame 2 is [[0.3, 0.3], [0.1, 0.7]]: top left is a third of the way up its range
+    assert pixel(page, cell, 0.25, 0.25) == [50, 103, 139]
+    page.locator("#fig\\:attention .js-view").select_option("PCA")
+    assert pixel(page, cell, 0.25, 0.75) == [1, 2, 3]  # the image of frame 2, drawn exactly
+    page.locator("#fig\\:attention .panel-cell").click()
+    dialog = page.locator("dialog.panel-dialog[open]")
+    assert "layer 2" in dialog.inner_text() and "PCA" in dialog.inner_text()
+    assert dialog.locator("canvas").bounding_box()["width"] >= 300
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.querySelector('dialog.panel-dialog')")
     visit.assert_clean()
 
 
@@ -179,7 +252,7 @@ def test_printing_draws_every_chart(built_fixture_site, serve, browser_page):
     page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
     assert drawn_traces(page)[-1] == -1  # far below, not drawn yet
     page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
-    page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))")
+    page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))")
     assert drawn_traces(page) == expected_traces(page)
     visit.assert_clean()
 
