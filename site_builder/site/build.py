@@ -76,7 +76,9 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     root = Path(root).resolve()
     project = Project(root, load_config(root))
     inputs = [project.content, project.exports, project.templates, root / "site.toml", root / ".cache"]
-    check_output_dir(Path(out) if out else root / "dist", flag="--out", inputs=inputs, project=root, marker=(BUILD_ID_FILE, ".nojekyll"))
+    # a folder named with --out must be new, empty or an earlier build; the default dist/ is the build's by convention
+    marker = (BUILD_ID_FILE, ".nojekyll") if out else None
+    check_output_dir(Path(out) if out else root / "dist", flag="--out", inputs=inputs, project=root, marker=marker)
     out = Path(out).resolve() if out else root / "dist"
     sweep_stale_temps(root / ".cache")  # left by a build killed while writing its caches
     base_url = base_url if base_url is not None else project.config.base_url
