@@ -264,5 +264,5 @@ def test_charts_without_axis_titles_are_warned_about(tmp_path):
 def test_legend_names_replace_column_keys(tmp_path):
     block = "```chart\nsource: runs/a/history.csv\ny: [train/loss, train/sigreg]\nnames: {train/loss: loss}\nx_title: step\ny_title: value\n```\n"
     build_site(one_chart_site(tmp_path, block))
-    (figure,) = figures_in((tmp_path / "site/dist/index.html").read_text())
+    (figure,) = figures_in(tmp_path / "site/dist/index.html")
     assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]
