@@ -30,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "of ViT-nano, so a healthy spectrum shows no false cliff)")
     parser.add_argument("--probe", action="store_true",
                         help="also run the final linear probe (features of all 60k images; slow on CPU)")
+    parser.add_argument("--explorers", action="store_true",
+                        help="also the site's explorer data: embedding map of all 10,000 test images with "
+                             "nearest neighbours, attention of every layer and head, thumbnail atlas")
+    parser.add_argument("--explorer-resolution", type=int, default=32,
+                        help="input size for the explorers (default 32; 224 for a ViT-S/16 at 224 px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init and projections")
     parser.add_argument("--force", action="store_true", help="recompute even when the cache key matches")
 
@@ -47,7 +52,8 @@ def _indices(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     opts = pipeline.Options(
         checkpoint=None if args.random_init else args.checkpoint, data=args.data, out=args.out, name=args.name,
-        device=args.device, images=args.images, embeddings=args.embeddings, probe=args.probe, seed=args.seed,
+        device=args.device, images=args.images, embeddings=args.embeddings, probe=args.probe, explorers=args.explorers,
+        explorer_resolution=args.explorer_resolution, seed=args.seed,
         force=args.force)
     result = pipeline.analyze(opts)
     if result.cached:
@@ -68,5 +74,9 @@ def _print_summary(r: pipeline.Result) -> None:
         print(f"  {part} embedding: {e['images']} test images, effective rank {e['effective_rank']:.1f} "
               f"of {e['dim']}; random projections mean {e['projection_mean']:.3f}, std "
               f"{e['projection_std']:.3f}")
+    if r.explorers:
+        e = r.explorers
+        print(f"  explorers: {e['images']} test images at {e['resolution']} px (forward {e['forward_seconds']:.1f} s), "
+              f"map spread {e['spread']:.3g}, 2-D PCA explains {sum(e['explained_variance_2d']):.1%}")
     if r.probe:
         print(f"  linear probe (test): top-1 {r.probe['top1']:.2%}, top-5 {r.probe['top5']:.2%}")

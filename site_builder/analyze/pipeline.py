@@ -29,6 +29,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import subprocess
 import time
@@ -41,7 +42,7 @@ import orjson
 import torch
 import torch.nn.functional as F
 
-from site_builder.analyze import figures, metrics
+from site_builder.analyze import explorers, figures, metrics
 from site_builder.errors import UserError
 from site_builder.fsutil import json_bytes, staged_dir
 
@@ -66,6 +67,8 @@ class Options:
     images: tuple[int, ...] = PANEL_INDICES
     embeddings: int = 1024
     probe: bool = False
+    explorers: bool = False  # also the explorers' files (explorers.py): all 10,000 test images
+    explorer_resolution: int = 32  # input size of the explorers' forward passes (224 for a ViT-S/16)
     seed: int = 0
     force: bool = False
 
@@ -83,6 +86,7 @@ class Result:
     table: list[dict] = field(default_factory=list)  # attention metrics, one row per resolution
     embedding: dict = field(default_factory=dict)
     probe: dict | None = None
+    explorers: dict | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -306,10 +310,75 @@ def probe_file(model, data_dir, device) -> tuple[bytes, dict]:
     return csv_bytes(["split", "top1", "top5"], [row]), {**row, "recipe": PROBE_RECIPE}
 
 
-def is_cached(target: Path, cache_key: str, need_probe: bool) -> bool:
+@torch.inference_mode()
+def cls_embeddings(model, images_u8: np.ndarray, resolution: int, device: torch.device) -> torch.Tensor:
+    """`[N, D]` float32 CLS embeddings (CPU) of uint8 images at `resolution` (bfloat16 autocast on a GPU)."""
+    out = []
+    for start in range(0, len(images_u8), batch_size(device)):
+        x, _ = model_inputs(images_u8[start : start + batch_size(device)], resolution, device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            cls, _ = model.forward_features(x)
+        out.append(cls.float().cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def explorer_figures(model, test_x: np.ndarray, test_y: np.ndarray, opts: Options,
+                     device: torch.device) -> tuple[dict[str, bytes], dict]:
+    """embedding_map.json and attention_viewer.json (see explorers.py)."""
+    res = opts.explorer_resolution
+    if res % model.cfg.patch_size:
+        raise UserError(f"--explorer-resolution {res} is not a multiple of the patch size {model.cfg.patch_size}")
+    coarse = explorers.coarse_labels(opts.data, len(test_x))
+    fine_names = class_names(opts.data) or [f"class {i}" for i in range(100)]
+    coarse_names = _names(opts.data / "coarse_classes.json", 20) or [f"superclass {i}" for i in range(20)]
+    t = time.perf_counter()
+    emb = cls_embeddings(model, test_x, res, device)
+    forward_s = time.perf_counter() - t
+    emb_map = {"resolution": res, "count": len(test_x), "fine": test_y.tolist(), "coarse": coarse.tolist(),
+               "fine_names": fine_names, "coarse_names": coarse_names, **explorers.embedding_map(emb)}
+    indices = explorers.explorer_images(opts.images, coarse)
+    x, _ = model_inputs(test_x[indices], res, device)
+    num_patches = (res // model.cfg.patch_size) ** 2
+    p = metrics.cls_patch_attention(model.attention_maps(x).float(), num_patches)
+    viewer = explorers.attention_viewer(
+        p.cpu(), test_x[indices], indices, [fine_names[int(test_y[i])] for i in indices],
+        [coarse_names[int(coarse[i])] for i in indices], res, model.cfg.patch_size)
+    files = {"embedding_map.json": compact_json(emb_map), "attention_viewer.json": compact_json(viewer)}
+    summary = {"resolution": res, "images": len(test_x), "attention_images": indices,
+               "explained_variance_2d": emb_map["explained"], "spread": emb_map["spread"],
+               "forward_seconds": round(forward_s, 3)}
+    return files, summary
+
+
+def _names(path: Path, count: int) -> list[str] | None:
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) and len(names) == count else None
+
+
+def atlas_done(out: Path, count: int = 10_000) -> bool:
+    """The atlas of `count` images exists (it depends on the test images only, so one check suffices)."""
+    folder = out / explorers.ATLAS_FOLDER
+    tiles = math.ceil(count / explorers.TILE**2)
+    return len(list(folder.glob("atlas-*.jpg"))) == tiles and (folder / f"atlas-{tiles - 1:03d}.jpg").is_file()
+
+
+def write_atlas(out: Path, test_x: np.ndarray) -> None:
+    """The shared thumbnail atlas (explorers.py), written once for every model."""
+    with staged_dir(out / explorers.ATLAS_FOLDER) as tmp:
+        for filename, data in explorers.atlas_tiles(test_x).items():
+            (tmp / filename).write_bytes(data)
+
+
+def is_cached(target: Path, cache_key: str, need_probe: bool, need_explorers: bool = False) -> bool:
     try:
         meta = json.loads((target / "meta.json").read_text())
     except (OSError, ValueError):
+        return False
+    if need_explorers and not (meta.get("explorers") and atlas_done(target.parent, meta["explorers"]["images"])):
         return False
     return meta.get("cache_key") == cache_key and (not need_probe or bool(meta.get("probe")))
 
@@ -328,9 +397,11 @@ def analyze(opts: Options) -> Result:
     name, model_sha, provenance = model_source(opts)
     target = opts.out / name
     options = {"images": list(opts.images), "embeddings": opts.embeddings, "seed": opts.seed}
+    if opts.explorers:
+        options["explorer_resolution"] = opts.explorer_resolution
     cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": code_sha256(),
                                            "version": CACHE_VERSION})).hexdigest()
-    if not opts.force and is_cached(target, cache_key, opts.probe):
+    if not opts.force and is_cached(target, cache_key, opts.probe, opts.explorers):
         return Result(target, cache_key, cached=True)
 
     device = select_device(opts.device)
@@ -351,6 +422,12 @@ def analyze(opts: Options) -> Result:
     emb_files, embedding_summary = embedding_figures(model, projector, test_x[: opts.embeddings], device, opts.seed)
     files.update(emb_files)
     timings["embeddings"] = time.perf_counter() - t
+    explorer_summary = None
+    if opts.explorers:
+        t = time.perf_counter()
+        explorer_files, explorer_summary = explorer_figures(model, test_x, test_y, opts, device)
+        files.update(explorer_files)
+        timings["explorers"] = time.perf_counter() - t
     probe_summary = None
     if opts.probe:
         t = time.perf_counter()
@@ -368,6 +445,7 @@ def analyze(opts: Options) -> Result:
         "options": options,
         "panel": [{"index": i, "name": n} for i, n in zip(opts.images, names)],
         "probe": probe_summary,
+        "explorers": explorer_summary,
         "embedding": embedding_summary,
         "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
                               "mean over heads (pairs) and panel images",
@@ -382,5 +460,7 @@ def analyze(opts: Options) -> Result:
         for filename, data in files.items():
             (tmp / filename).write_bytes(data)
         (tmp / "meta.json").write_bytes(json_bytes(meta))
+    if opts.explorers and not atlas_done(opts.out, len(test_x)):
+        write_atlas(opts.out, test_x)
     return Result(target, cache_key, cached=False, device=str(device), table=table, embedding=embedding_summary,
-                  probe=probe_summary, seconds=timings)
+                  probe=probe_summary, explorers=explorer_summary, seconds=timings)

@@ -24,7 +24,7 @@ from site_builder.errors import UserError
 
 MAX_POINTS = 2000
 CHART_TYPES = ("line", "scatter", "bar", "panels")
-SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height"}
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "group"}
 
 
 @dataclass
@@ -66,6 +66,9 @@ def check_spec(spec: dict) -> dict:
     height = spec.setdefault("height", 380)
     if not isinstance(height, int) or isinstance(height, bool) or not 100 <= height <= 2000:
         raise UserError(f"chart: height must be a whole number of pixels between 100 and 2000, got {height!r}")
+    group = spec.get("group")  # charts of one group share hover and x zoom (templates/assets/linked-charts.js)
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise UserError(f"chart: group must be a name (text), got {group!r}")
     return spec
 
 

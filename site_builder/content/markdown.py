@@ -35,7 +35,7 @@ from site_builder.content.math import split_label
 from site_builder.errors import UserError
 
 CALLOUTS = ("note", "tip", "warning")
-DIRECTIVES = ("chart", "table")
+DIRECTIVES = ("chart", "table", "explorer")
 REF_KINDS = {"eq": "Equation", "fig": "Figure", "tbl": "Table"}
 FRONT_MATTER_KEYS = {"title", "order", "summary"}
 
@@ -210,7 +210,7 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
                 raise UserError(f"{kind} block: the body must be YAML 'key: value' lines", path=path, line=line)
             token.meta["spec"] = spec
             label = spec.get("id")
-            expected = "fig" if kind == "chart" else "tbl"
+            expected = "tbl" if kind == "table" else "fig"
             if label is not None:
                 _label_kind(str(label), path, line, f"a {kind}", expected)
             # every chart / table is numbered, with or without an id (anonymous labels are unique per file)

@@ -90,4 +90,8 @@ def collect_assets(templates: Path, katex_dist: Path, with_plotly: bool) -> Asse
     assets.urls["katex_css"] = f"assets/katex-{version}/katex.min.css"
     if with_plotly:
         assets.add("plotly_js", "plotly.min.js", plotly_js_path().read_bytes())
+    for name in ("linked-charts.js", "explorers.css", "explorers.js"):  # issue 15; a project's own theme may lack them
+        own = templates / "assets" / name
+        data = (own if own.is_file() else PROJECT_ROOT / "templates" / "assets" / name).read_bytes()
+        assets.add(name.replace("-", "_").replace(".", "_"), name, data)
     return assets

@@ -50,6 +50,7 @@ class Page:
     """Every id on the rendered page."""
     charts: int = 0
     has_math: bool = False
+    explorers: bool = False  # has an explorer figure: the page loads explorers.js
     text: str = ""
     """The chapter's markdown source."""
 

@@ -33,6 +33,7 @@ from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
+from site_builder.site.explorers import explorer_html, restore_explorer_files
 from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
@@ -71,6 +72,11 @@ def _cell(value, fmt: str) -> str:
     return escape(str(value))
 
 
+def _group_attr(spec: dict) -> str:
+    group = spec.get("group")
+    return f' data-group="{escape(group)}"' if group else ""
+
+
 class PageRenderer:
     """The markdown renderer's hooks for one page (see content.markdown.Hooks)."""
 
@@ -80,6 +86,7 @@ class PageRenderer:
         self.figure_count = 0
         self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
         self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
+        self.explorer_files: dict[str, str] = {}  # explorer data in dist/ -> its file in the project
 
     def error(self, message: str, line: int) -> UserError:
         return UserError(message, path=self.path, line=line)
@@ -167,6 +174,8 @@ class PageRenderer:
         try:
             if kind == "chart":
                 return self.chart(spec, line, label, anchor, number)
+            if kind == "explorer":
+                return explorer_html(self, spec, line, anchor, number, json_for_script)
             return self.table(spec, line, anchor, number)
         except UserError as exc:
             if exc.path:
@@ -225,7 +234,7 @@ class PageRenderer:
             )
         return (
             f'<figure class="chart-figure"{id_attr}>\n'
-            f'<div class="chart" data-chart-type="{figure["type"]}">'
+            f'<div class="chart" data-chart-type="{figure["type"]}"{_group_attr(spec)}>'
             f'<div class="chart-plot" style="height:{height}px"></div>{controls}'
             f'<script type="application/json" class="chart-data">{json_for_script(figure)}</script></div>\n'
             f"{caption}\n</figure>\n"
@@ -349,6 +358,8 @@ def _render_page(builder: Builder, page: Page) -> dict:
         "has_math": page.has_math,
         "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
         "data_out": renderer.data_out,
+        "explorers": page.explorers,
+        "explorer_files": renderer.explorer_files,
     }
 
 
@@ -360,6 +371,8 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     page.anchors = set(ID_RE.findall(page.body))
     page.links = [Link(*link) for link in entry["links"]]
     page.charts, page.has_math = entry["charts"], entry["has_math"]
+    page.explorers = entry.get("explorers", False)
+    restore_explorer_files(builder, entry)
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
     for csv_rel, key in entry["data_out"].items():
@@ -387,7 +400,7 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     for page in pages:
         builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
-    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(project.templates),

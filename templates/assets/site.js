@@ -119,6 +119,7 @@
       var fig = JSON.parse(el.querySelector(".chart-data").textContent);
       if (fig.type === "panels") drawPanels(el, plot, fig); else drawSeries(el, plot, fig);
       if (window.ResizeObserver) new ResizeObserver(function () { Plotly.Plots.resize(plot); }).observe(plot);
+      el.dispatchEvent(new CustomEvent("chart:drawn", { bubbles: true }));  // linked-charts.js listens
     } catch (err) {
       plot.textContent = "This chart could not be drawn: " + err.message;
       console.error(err);
