@@ -264,7 +264,9 @@
       return (nullCache = stats[Math.floor(0.95 * stats.length)]);
     }
     function update() {
-      var r = rng(3), pts = [];
+      // seed 18: a cloud whose Gaussian parts are typical (each slice of the Gaussian cloud well under the
+      // 95% level); any seed shows the same on average, but one in twenty slices of N(0, I) fails by chance
+      var r = rng(18), pts = [];
       for (var i = 0; i < N; i++) pts.push(CLOUDS[cloud.value].draw(r));
       var M = +m.value, rd = rng(seed), dirs = [];
       if (axisAligned.checked) { dirs = [[1, 0], [0, 1]]; M = 2; }
