@@ -21,7 +21,7 @@ def make_data(folder: Path) -> list[str]:
 
 
 def make_exports(root: Path, monkeypatch) -> tuple[Path, str]:
-    """exports/figures/<run>/ of both runs and the shared atlas under `root`; returns the data folder and
+    """exports/explorers/<run>/ of both runs and the shared atlas under `root`; returns the data folder and
     the md5 of its test images (set it as data.SHARD_MD5['test'] to run analyze on it again)."""
     from site_builder.train import data
 
@@ -33,6 +33,6 @@ def make_exports(root: Path, monkeypatch) -> tuple[Path, str]:
                          *md5_args, "--tiny", "--device", "cpu", "--batch-size", "64", "--epochs", "1",
                          "--out", str(root / "checkpoints"), "--no-wandb", "--no-compile"]) == 0
         assert cli.main(["analyze", "--checkpoint", str(root / "checkpoints" / name / "final"), "--data", str(folder),
-                         "--out", str(root / "exports" / "figures"), "--device", "cpu", "--images", "34,121",
-                         "--embeddings", "50", "--explorers"]) == 0
+                         "--out", str(root / "exports" / "explorers"), "--device", "cpu", "--images", "34,121",
+                         "--explorers"]) == 0
     return folder, md5_args[1].split("=")[-1]

@@ -30,7 +30,7 @@ def project(tmp_path_factory):
 
 def test_embedding_map_has_every_test_image_and_true_cosine_neighbours(project):
     root, test_x, test_y, _ = project
-    emb_map = json.loads((root / "exports/figures/tiny-lejepa/embedding_map.json").read_text())
+    emb_map = json.loads((root / "exports/explorers/tiny-lejepa/embedding_map.json").read_text())
     n = TEST_IMAGES
     assert emb_map["count"] == n and len(emb_map["x"]) == len(emb_map["y"]) == n
     assert emb_map["fine"] == test_y.tolist() and emb_map["coarse"] == (test_y // 5).tolist()
@@ -64,7 +64,7 @@ def test_a_collapsed_embedding_maps_to_a_dot_and_a_spread_one_does_not():
 
 def test_atlas_tiles_hold_each_test_image_at_its_cell(project):
     root, test_x, _, _ = project
-    folder = root / "exports/figures/cifar100-test"
+    folder = root / "exports/explorers/cifar100-test"
     assert sorted(p.name for p in folder.iterdir()) == ["atlas-000.jpg", "atlas-001.jpg"]
     for i in (0, 57, 199):
         tile = np.asarray(Image.open(io.BytesIO((folder / f"atlas-{i // 100:03d}.jpg").read_bytes())).convert("RGB"))
@@ -77,7 +77,7 @@ def test_atlas_tiles_hold_each_test_image_at_its_cell(project):
 
 def test_attention_viewer_holds_distributions_per_layer_and_head(project):
     root, _, test_y, _ = project
-    viewer = json.loads((root / "exports/figures/tiny-lambda0/attention_viewer.json").read_text())
+    viewer = json.loads((root / "exports/explorers/tiny-lambda0/attention_viewer.json").read_text())
     assert viewer["grid"] == 8 and viewer["layers"] == 1 and viewer["heads"] == 2 and viewer["patch"] == 4
     indices = [im["index"] for im in viewer["images"]]
     assert indices[:2] == [34, 121]  # the panel first, then one image per missing super-class
@@ -96,8 +96,8 @@ def test_rerun_with_explorers_is_cached(project, capsys, monkeypatch):
     root, _, _, md5 = project
     monkeypatch.setitem(data.SHARD_MD5, "test", md5)
     assert cli.main(["analyze", "--checkpoint", str(root / "checkpoints/tiny-lejepa/final"), "--data", str(root / "data"),
-                     "--out", str(root / "exports/figures"), "--device", "cpu", "--images", "34,121",
-                     "--embeddings", "50", "--explorers"]) == 0
+                     "--out", str(root / "exports/explorers"), "--device", "cpu", "--images", "34,121",
+                     "--explorers"]) == 0
     assert "up to date" in capsys.readouterr().out
 
 
@@ -108,7 +108,7 @@ summary: Explorer directives.
 
 ```explorer
 kind: embedding
-models: {LeJEPA: figures/tiny-lejepa, lambda 0: figures/tiny-lambda0, InfoNCE: figures/not-yet}
+models: {LeJEPA: explorers/tiny-lejepa, lambda 0: explorers/tiny-lambda0, InfoNCE: explorers/not-yet}
 title: Embedding map
 how: Hover a point.
 ```
@@ -158,3 +158,25 @@ def test_bad_explorer_block_is_a_one_line_error_with_file_and_line(tmp_path, bod
 def test_a_site_without_explorers_loads_no_explorer_code(built_fixture_site):
     for page in built_fixture_site.glob("*.html"):
         assert "explorers-" not in page.read_text()
+
+
+def test_other_patch_sizes_and_resolutions_give_their_own_grid(project, tmp_path, monkeypatch):
+    """A /8 model at 64 px (an 8x8 grid from a 64 px input, as a ViT-S/16 gets 14x14 from 224 px)."""
+    from site_builder import cli
+    from site_builder.train import data
+    from site_builder.train.checkpoint import save_checkpoint
+    from site_builder.train.model import ViT, ViTConfig
+
+    root, _, _, md5 = project
+    monkeypatch.setitem(data.SHARD_MD5, "test", md5)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "checkpoints" / "patch8" / "final", ViT(ViTConfig(patch_size=8, width=32, depth=2, heads=2)))
+    out = tmp_path / "explorers"
+    assert cli.main(["analyze", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--out", str(out), "--device", "cpu",
+                     "--images", "34", "--embeddings", "20", "--explorers", "--explorer-resolution", "64"]) == 0
+    viewer = json.loads((out / "patch8/attention_viewer.json").read_text())
+    assert (viewer["grid"], viewer["patch"], viewer["resolution"], viewer["layers"]) == (8, 8, 64, 2)
+    assert np.array(viewer["images"][0]["attention"]).shape == (2, 2, 64)
+    assert json.loads((out / "patch8/embedding_map.json").read_text())["resolution"] == 64
+    assert cli.main(["analyze", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--out", str(out), "--device", "cpu",
+                     "--images", "34", "--explorers", "--explorer-resolution", "60"]) == 1

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                        "folder above the checkpoint; 'random-init' with --random-init)")
     parser.add_argument("--data", type=Path, default=Path("data/cifar100"),
                         help="CIFAR-100 folder (npz shards or the official archive; default: data/cifar100)")
-    parser.add_argument("--out", type=Path, default=Path("exports/figures"), help="default: exports/figures")
+    parser.add_argument("--out", type=Path, help="default: exports/figures (exports/explorers with --explorers)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--images", type=_indices, default=PANEL_INDICES,
                         help="comma-separated CIFAR-100 test indices of the panel "
@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", action="store_true",
                         help="also run the final linear probe (features of all 60k images; slow on CPU)")
     parser.add_argument("--explorers", action="store_true",
-                        help="also the site's explorer data: embedding map of all 10,000 test images with "
-                             "nearest neighbours, attention of every layer and head, thumbnail atlas")
+                        help="instead of the figures: the site's explorer data (embedding map of all 10,000 test "
+                             "images with nearest neighbours, attention of every layer and head, thumbnail atlas)")
     parser.add_argument("--explorer-resolution", type=int, default=32,
                         help="input size for the explorers (default 32; 224 for a ViT-S/16 at 224 px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init and projections")
@@ -64,10 +64,11 @@ def run(args) -> int:
 
 
 def _print_summary(r: pipeline.Result) -> None:
-    print(f"{r.target}: written on {r.device} in {r.seconds['total']:.1f} s "
-          f"(" + ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items() if k != "total") + ")")
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items() if k != "total")
+    print(f"{r.target}: written on {r.device} in {r.seconds['total']:.1f} s" + (f" ({parts})" if parts else ""))
     header = ["resolution", *METRIC_COLUMNS[:5]]
-    print("  " + "  ".join(f"{h:>15}" for h in header))
+    if r.table:
+        print("  " + "  ".join(f"{h:>15}" for h in header))
     for row in r.table:
         print("  " + "  ".join(f"{row[h]:>15.4g}" for h in header))
     for part, e in r.embedding.items():

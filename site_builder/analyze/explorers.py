@@ -1,6 +1,6 @@
 """Data of the site's explorers (issue 15): the embedding map and the attention viewer.
 
-Per model, into the model's figures folder:
+Per model, into `<out>/<run>/` (`analyze --explorers`; default out: exports/explorers):
     embedding_map.json    2-D PCA of the L2-normalised CLS embeddings of every test image, the fine and
                           super-class label of each, and each image's 8 nearest neighbours in the full
                           embedding space (cosine), as test indices

@@ -61,13 +61,13 @@ class Options:
 
     checkpoint: Path | None
     data: Path
-    out: Path = Path("exports/figures")
+    out: Path | None = None  # default: exports/figures, or exports/explorers with `explorers`
     name: str | None = None
     device: str = "auto"
     images: tuple[int, ...] = PANEL_INDICES
     embeddings: int = 1024
     probe: bool = False
-    explorers: bool = False  # also the explorers' files (explorers.py): all 10,000 test images
+    explorers: bool = False  # instead: the explorers' files (explorers.py) of all 10,000 test images
     explorer_resolution: int = 32  # input size of the explorers' forward passes (224 for a ViT-S/16)
     seed: int = 0
     force: bool = False
@@ -373,12 +373,12 @@ def write_atlas(out: Path, test_x: np.ndarray) -> None:
             (tmp / filename).write_bytes(data)
 
 
-def is_cached(target: Path, cache_key: str, need_probe: bool, need_explorers: bool = False) -> bool:
+def is_cached(target: Path, cache_key: str, need_probe: bool) -> bool:
     try:
         meta = json.loads((target / "meta.json").read_text())
     except (OSError, ValueError):
         return False
-    if need_explorers and not (meta.get("explorers") and atlas_done(target.parent, meta["explorers"]["images"])):
+    if meta.get("explorers") and not atlas_done(target.parent, meta["explorers"]["images"]):
         return False
     return meta.get("cache_key") == cache_key and (not need_probe or bool(meta.get("probe")))
 
@@ -395,13 +395,13 @@ def analyze(opts: Options) -> Result:
     if opts.embeddings < 2:
         raise UserError("--embeddings must be at least 2")
     name, model_sha, provenance = model_source(opts)
-    target = opts.out / name
-    options = {"images": list(opts.images), "embeddings": opts.embeddings, "seed": opts.seed}
     if opts.explorers:
-        options["explorer_resolution"] = opts.explorer_resolution
+        return analyze_explorers(opts, name, model_sha, provenance)
+    target = (opts.out or Path("exports/figures")) / name
+    options = {"images": list(opts.images), "embeddings": opts.embeddings, "seed": opts.seed}
     cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": code_sha256(),
                                            "version": CACHE_VERSION})).hexdigest()
-    if not opts.force and is_cached(target, cache_key, opts.probe, opts.explorers):
+    if not opts.force and is_cached(target, cache_key, opts.probe):
         return Result(target, cache_key, cached=True)
 
     device = select_device(opts.device)
@@ -422,12 +422,6 @@ def analyze(opts: Options) -> Result:
     emb_files, embedding_summary = embedding_figures(model, projector, test_x[: opts.embeddings], device, opts.seed)
     files.update(emb_files)
     timings["embeddings"] = time.perf_counter() - t
-    explorer_summary = None
-    if opts.explorers:
-        t = time.perf_counter()
-        explorer_files, explorer_summary = explorer_figures(model, test_x, test_y, opts, device)
-        files.update(explorer_files)
-        timings["explorers"] = time.perf_counter() - t
     probe_summary = None
     if opts.probe:
         t = time.perf_counter()
@@ -445,7 +439,6 @@ def analyze(opts: Options) -> Result:
         "options": options,
         "panel": [{"index": i, "name": n} for i, n in zip(opts.images, names)],
         "probe": probe_summary,
-        "explorers": explorer_summary,
         "embedding": embedding_summary,
         "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
                               "mean over heads (pairs) and panel images",
@@ -460,7 +453,51 @@ def analyze(opts: Options) -> Result:
         for filename, data in files.items():
             (tmp / filename).write_bytes(data)
         (tmp / "meta.json").write_bytes(json_bytes(meta))
-    if opts.explorers and not atlas_done(opts.out, len(test_x)):
-        write_atlas(opts.out, test_x)
     return Result(target, cache_key, cached=False, device=str(device), table=table, embedding=embedding_summary,
-                  probe=probe_summary, explorers=explorer_summary, seconds=timings)
+                  probe=probe_summary, seconds=timings)
+
+
+def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict) -> Result:
+    """The explorers' files of one model into `<out>/<name>/` (default out: exports/explorers) plus the
+    shared atlas `<out>/cifar100-test/`; cached like `analyze` by a key over model, options and code."""
+    from site_builder.train.data import load_cifar100
+
+    out = opts.out or Path("exports/explorers")
+    target = out / name
+    options = {"images": list(opts.images), "explorer_resolution": opts.explorer_resolution}
+    cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": code_sha256(),
+                                           "version": CACHE_VERSION, "explorers": True})).hexdigest()
+    if not opts.force and is_cached(target, cache_key, False):
+        return Result(target, cache_key, cached=True)
+    device = select_device(opts.device)
+    start = time.perf_counter()
+    model, _, info = load_models(opts, device)
+    test_x, test_y = load_cifar100(opts.data, "test")
+    bad = [i for i in opts.images if i >= len(test_x)]
+    if bad:
+        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=opts.data)
+    files, summary = explorer_figures(model, test_x, test_y, opts, device)
+    seconds = {"total": time.perf_counter() - start}
+    meta = {
+        **provenance,
+        "model_sha256": model_sha,
+        "model_config": model.cfg.to_dict(),
+        "step": info.get("step"),
+        "epoch": info.get("epoch"),
+        "cache_key": cache_key,
+        "options": options,
+        "explorers": summary,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with staged_dir(target) as tmp:
+        for filename, data in files.items():
+            (tmp / filename).write_bytes(data)
+        (tmp / "meta.json").write_bytes(json_bytes(meta))
+    if not atlas_done(out, len(test_x)):
+        write_atlas(out, test_x)
+    return Result(target, cache_key, cached=False, device=str(device), explorers=summary, seconds=seconds)

@@ -2,14 +2,14 @@
 
     ```explorer
     kind: embedding            # embedding | attention | sigreg
-    models: {Random init: figures/random-init, LeJEPA: figures/lejepa-nano-c100}   # not for sigreg
+    models: {Random init: explorers/random-init, LeJEPA: explorers/lejepa-nano-c100}   # not for sigreg
     title: The test set as each model sees it
     how: Hover a point to see its image; click it for its 8 nearest neighbours.   # "how to read", required
     ```
 
 Each becomes `<figure class="explorer" data-explorer="KIND">` with its settings as JSON. The data files
 (`embedding_map.json` or `attention_viewer.json` in each model's folder, and for the embedding map the
-shared thumbnail atlas `figures/cifar100-test/atlas-NNN.jpg`) are copied into dist/data/explorers/
+shared thumbnail atlas `explorers/cifar100-test/atlas-NNN.jpg`) are copied into dist/data/explorers/
 under content-hashed names and fetched by the page only when the figure scrolls near. A model whose
 file does not exist yet is listed as pending (and warned about), as charts do.
 """
@@ -27,7 +27,7 @@ from site_builder.errors import UserError
 
 KINDS = {"embedding": "embedding_map.json", "attention": "attention_viewer.json", "sigreg": None}
 SPEC_KEYS = {"id", "kind", "models", "title", "caption", "how", "atlas"}
-ATLAS = "figures/cifar100-test"
+ATLAS = "explorers/cifar100-test"
 
 
 @dataclass
@@ -54,7 +54,7 @@ def check_explorer_spec(spec: dict) -> ExplorerSpec:
             raise UserError(f"explorer: kind {kind} takes no models")
     elif not isinstance(models, dict) or not models or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
-        raise UserError("explorer: models must be a mapping {label: figures/<run>, ...}")
+        raise UserError("explorer: models must be a mapping {label: explorers/<run>, ...}")
     atlas = spec.get("atlas", ATLAS)
     if not isinstance(atlas, str):
         raise UserError("explorer: atlas must be a folder under exports/")

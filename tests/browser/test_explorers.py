@@ -36,14 +36,14 @@ how: Choose a sample and move the sliders.
 ```explorer
 id: fig:embedding
 kind: embedding
-models: {{LeJEPA: figures/tiny-lejepa, lambda 0: figures/tiny-lambda0, InfoNCE: figures/pending-run}}
+models: {{LeJEPA: explorers/tiny-lejepa, lambda 0: explorers/tiny-lambda0, InfoNCE: explorers/pending-run}}
 title: Embedding map
 how: Hover a point to see its image, click it for its nearest neighbours.
 ```
 
 ```explorer
 kind: attention
-models: {{LeJEPA: figures/tiny-lejepa, lambda 0: figures/tiny-lambda0}}
+models: {{LeJEPA: explorers/tiny-lejepa, lambda 0: explorers/tiny-lambda0}}
 title: Attention viewer
 how: Pick an image, a layer and a head.
 ```
