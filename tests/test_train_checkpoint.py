@@ -94,3 +94,18 @@ def test_probe_features_are_cls_and_mean_patch():
 
     cls, patches = model.forward_features(normalize(images))
     assert torch.allclose(feats, torch.cat([cls, patches.mean(1)], 1), atol=1e-6)
+
+
+def test_knn_accuracy_and_effective_rank():
+    from site_builder.train.probe import effective_rank, knn_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, 32, generator=gen) * 5
+    y = torch.arange(600) % 10
+    x = centres[y] + torch.randn(600, 32, generator=gen)
+    assert knn_accuracy(x[:500], y[:500], x[500:], y[500:], num_classes=10) > 0.95
+    shuffled = y[:500][torch.randperm(500, generator=gen)]
+    assert knn_accuracy(x[:500], shuffled, x[500:], y[500:], num_classes=10) < 0.35
+    assert abs(effective_rank(torch.randn(4000, 8, generator=gen)) - 8) < 0.3  # isotropic: full rank
+    line = torch.randn(500, 1, generator=gen) * torch.randn(1, 8, generator=gen)
+    assert effective_rank(line) < 1.01  # collapsed to one direction

@@ -25,13 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cifar")
-    md5s = {"train": make_shards(folder, "train", 2, 64, seed=0), "test": make_shards(folder, "test", 1, 40, seed=1)}
+    # 3 images of each of the 100 classes: one per class is held out for validation, 200 train (3 steps of 64).
+    md5s = {"train": make_shards(folder, "train", 3, 100, seed=0), "test": make_shards(folder, "test", 1, 40, seed=1)}
     return folder, [f"--md5=train={md5s['train']}", f"--md5=test={md5s['test']}"]
 
 
 def train_args(data, md5_args, out, name="lejepa-nano-c100", *extra):
     return ["train", "--name", name, "--data", str(data), *md5_args, "--tiny", "--device", "cpu",
-            "--batch-size", "64", "--epochs", "2", "--out", str(out), "--log-every", "3", *extra]
+            "--batch-size", "64", "--epochs", "2", "--out", str(out), "--log-every", "3", "--val-per-class", "1",
+            *extra]
 
 
 def run_cli(args, cwd: Path, torchrun: int = 0) -> subprocess.CompletedProcess:
@@ -53,14 +55,20 @@ def test_run_logs_the_site_metrics_to_wandb_offline_and_fetch_exports_them(tiny_
     run_dir = tmp_path / "exports" / "lejepa-nano-c100"
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * (128 // 64)  # one row per step
-    for key in ("train/loss", "train/sigreg", "train/inv", "train/lr", "probe/train_loss", "epoch", "probe/test_acc"):
+    assert len(rows) == 2 * (200 // 64)  # one row per step
+    for key in ("train/loss", "train/sigreg", "train/inv", "train/lr", "probe/train_loss", "epoch", "probe/val_acc"):
         assert key in rows[0], key
     assert [r["epoch"] for r in rows if r["epoch"]] == ["1", "2"]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert 0 <= summary["final_probe/test_top1"] <= summary["final_probe/test_top5"] <= 1
+    assert 0 <= summary["final_probe/val_top1"] <= summary["final_probe/val_top5"] <= 1
+    assert 0 <= summary["knn/val_top1"] <= 1 and summary["repr/effective_rank"] > 1
+    assert not any(k.startswith(("final_probe/test", "knn/test")) for k in summary)  # no --eval-test: test unread
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train/lam"] == 0.02 and config["model/depth"] == 1 and config["aug/local_views"] == 6
+    assert config["data/train_size"] == 200 and config["data/val_size"] == 100 and len(config["data/val_sha256"]) == 64
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert config["code/git_commit"] == head and isinstance(config["code/git_dirty"], bool)
+    assert config["dist/world_size"] == 1
     model, info = load_model(tmp_path / "ck" / "lejepa-nano-c100" / "final")
     assert info["epoch"] == 2 and info["run_config"] == config | {k: v for k, v in info["run_config"].items()
                                                                    if k not in config}
@@ -98,9 +106,10 @@ def test_ddp_with_two_gloo_processes_stops_together_and_resumes(tiny_data, tmp_p
     assert "world 2" in first.stdout and "time limit reached at epoch 1" in first.stdout
     second = run_cli(args, tmp_path, torchrun=2)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming infonce-nano-c100" in second.stdout and "final probe top1" in second.stdout
+    assert "resuming infonce-nano-c100" in second.stdout and "final evaluation" in second.stdout and "final_probe/val_top1" in second.stdout
     model, info = load_model(tmp_path / "ck" / "infonce-nano-c100" / "final")
-    assert info["step"] == 2 * (128 // 64) and info["run_config"]["train/objective"] == "infonce"
+    assert info["step"] == 2 * (200 // 64) and info["run_config"]["train/objective"] == "infonce"
+    assert info["run_config"]["dist/world_size"] == 2 and info["run_config"]["dist/backend"] == "gloo"
 
 
 def test_bad_input_is_one_line(tiny_data, tmp_path, capsys):
@@ -113,3 +122,44 @@ def test_bad_input_is_one_line(tiny_data, tmp_path, capsys):
     assert "md5 of the train images" in lines[0] and str(data) in lines[0]
     assert "--objective" in lines[1]
     assert "does not exist" in lines[2]
+
+
+def test_sweep_runs_never_read_the_test_split_and_a_final_model_scores_it_once(tiny_data, tmp_path):
+    data, md5 = tiny_data
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    for shard in data.glob("train-*.npz"):
+        (train_only / shard.name).symlink_to(shard)
+    # No test shards at all: a sweep run (no --eval-test) still trains and evaluates on validation.
+    assert cli.main(train_args(train_only, md5, tmp_path / "a", "lejepa-nano-c100", "--no-wandb")) == 0
+    # A final model reads the test split at the end, and fails clearly when it is missing.
+    assert cli.main(train_args(train_only, md5, tmp_path / "b", "lejepa-nano-c100", "--no-wandb", "--eval-test")) == 1
+    summary = {}
+    from site_builder.train import command, trainer
+
+    args = train_args(data, md5, tmp_path / "c", "infonce-nano-c100", "--no-wandb", "--eval-test")[1:]
+    parser = __import__("argparse").ArgumentParser()
+    command.configure(parser)
+    summary = trainer.Trainer(command.build_config(parser.parse_args(args))).fit()
+    assert 0 <= summary["final_probe/test_top1"] <= summary["final_probe/test_top5"] <= 1
+    assert 0 <= summary["knn/test_top1"] <= 1
+    assert summary["final_probe/weight_decay"] in (1e-4, 1e-3, 1e-2)
+
+
+def test_explicit_flags_override_the_size_preset_and_defaults_live_in_the_dataclasses():
+    import argparse
+
+    from site_builder.train import command
+    from site_builder.train.augment import AugConfig
+    from site_builder.train.trainer import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    cfg = command.build_config(parser.parse_args(["--name", "lejepa-nano-c100", "--data", "d"]))
+    assert cfg == TrainConfig(run="lejepa-nano-c100", data="d", objective="lejepa", lam=0.02)
+    cfg = command.build_config(parser.parse_args(
+        ["--name", "r", "--data", "d", "--objective", "infonce", "--size", "vit-s16-224", "--depth", "2",
+         "--global-scale", "0.5", "1", "--local-views", "0", "--no-compile", "--drop-path", "0.1"]))
+    assert (cfg.model.patch_size, cfg.model.width, cfg.model.depth, cfg.model.drop_path) == (16, 384, 2, 0.1)
+    assert cfg.aug.global_size == 224 and cfg.aug.global_scale == (0.5, 1.0) and cfg.aug.local_views == 0
+    assert cfg.aug.local_scale == AugConfig().local_scale and cfg.compile is False

@@ -134,3 +134,17 @@ def test_real_test_split_matches_published_md5_and_label_order():
     x, y = load_cifar100(SHARED, "test")
     assert x.shape == (10_000, 32, 32, 3)
     assert np.array_equal(y, np.arange(10_000) % 100)  # rank-major order (data README)
+
+
+def test_validation_split_holds_out_the_same_images_per_class_every_time():
+    labels = np.arange(100 * 500) % 100
+    split = data.validation_split(labels, per_class=50, seed=0)
+    assert len(split.val_idx) == 5000 and len(split.train_idx) == 45000
+    assert not set(split.val_idx) & set(split.train_idx)
+    assert np.bincount(labels[split.val_idx], minlength=100).tolist() == [50] * 100
+    again = data.validation_split(labels, per_class=50, seed=0)
+    assert np.array_equal(again.val_idx, split.val_idx) and again.sha256 == split.sha256
+    other = data.validation_split(labels, per_class=50, seed=1)
+    assert other.sha256 != split.sha256
+    with pytest.raises(UserError, match="class 3 has only 1"):
+        data.validation_split(np.array([3, 4, 4]), per_class=1)

@@ -36,6 +36,7 @@ class AugConfig:
     contrast: float = 0.4
     saturation: float = 0.2
     hue: float = 0.1
+    color_strength: float = 1.0  # multiplies brightness, contrast, saturation and hue together
     gray_p: float = 0.2
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.0)
@@ -99,8 +100,10 @@ def color_jitter(x, cfg: AugConfig, gen=None):
     b, dev = x.shape[0], x.device
     on = _coin(b, cfg.jitter_p, dev, gen).float().view(b, 1, 1, 1)
 
+    s = cfg.color_strength
+
     def factor(strength):
-        f = _uniform(b, 1 - strength, 1 + strength, dev, gen).view(b, 1, 1, 1)
+        f = _uniform(b, 1 - s * strength, 1 + s * strength, dev, gen).view(b, 1, 1, 1)
         return on * f + (1 - on)
 
     x = (x * factor(cfg.brightness)).clamp(0, 1)
@@ -108,7 +111,7 @@ def color_jitter(x, cfg: AugConfig, gen=None):
     x = ((x - m) * factor(cfg.contrast) + m).clamp(0, 1)
     g = _gray(x)
     x = ((x - g) * factor(cfg.saturation) + g).clamp(0, 1)
-    angle = _uniform(b, -cfg.hue, cfg.hue, dev, gen) * 2 * math.pi * on.view(b)
+    angle = _uniform(b, -s * cfg.hue, s * cfg.hue, dev, gen) * 2 * math.pi * on.view(b)
     c, s = angle.cos(), angle.sin()
     rot = torch.zeros(b, 3, 3, device=dev)
     rot[:, 0, 0] = 1

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from site_builder.train import objectives
 from site_builder.train.augment import AugConfig, make_views
 from site_builder.train.data import MEAN, STD
 from site_builder.train.model import Projector, ViT, ViTConfig
-from site_builder.train.trainer import Student
+from site_builder.train.trainer import Objective, Student, TrainConfig
 
 PEAK_BF16_FLOPS = 989e12
 
@@ -87,19 +86,21 @@ class _RefDataset(torch.utils.data.Dataset):
         return g, l_
 
 
-def _loss(z, aug, step, device):
-    dirs = objectives.random_directions(z.shape[-1], 1024, step, device)
-    return objectives.lejepa_loss(z, dirs, 0.02, aug.global_views)["loss"]
-
-
-def _step(module, opt, glob, loc, aug, b, step, device):
+def _step(module, opt, glob, loc, aug, b, step, objective):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         z, _ = module(glob, loc)
-    loss = _loss(z.view(aug.global_views + aug.local_views, b, -1), aug, step, device)
+    loss, _ = objective(z.view(aug.global_views + aug.local_views, b, -1), step)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
+
+
+def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Objective:
+    objective = Objective(TrainConfig(model=cfg, aug=aug), device)
+    if compile_loss:
+        objective.compile()
+    return objective
 
 
 def _new_student(cfg, aug, device):
@@ -111,10 +112,12 @@ def _new_student(cfg, aug, device):
     return student, opt
 
 
-def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool) -> float:
+def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_loss: bool = False,
+               profile: bool = False) -> float:
     device = images_gpu.device
     student, opt = _new_student(cfg, aug, device)
     module = torch.compile(student) if compile_ else student
+    objective = _objective(cfg, aug, device, compile_loss)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(images_gpu)
     order = torch.randperm(n, device=device)
@@ -124,9 +127,19 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool) -> float
             t0 = time.perf_counter()
         idx = order[(i * bs) % (n - bs):(i * bs) % (n - bs) + bs]
         glob, loc = make_views(images_gpu[idx], aug, gen)
-        _step(module, opt, glob, loc, aug, bs, i, device)
+        _step(module, opt, glob, loc, aug, bs, i, objective)
     torch.cuda.synchronize()
-    return steps * bs / (time.perf_counter() - t0)
+    ips = steps * bs / (time.perf_counter() - t0)
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for i in range(5):
+                glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen)
+                _step(module, opt, glob, loc, aug, bs, i, objective)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25), flush=True)
+    return ips
 
 
 def bench_reference(images, cfg, aug, bs, steps, warmup, workers, device, with_model=True) -> float:
@@ -134,6 +147,7 @@ def bench_reference(images, cfg, aug, bs, steps, warmup, workers, device, with_m
                                          num_workers=workers, pin_memory=True, persistent_workers=True,
                                          prefetch_factor=4)
     student, opt = _new_student(cfg, aug, device) if with_model else (None, None)
+    objective = _objective(cfg, aug, device, compile_loss=False)
     it = iter(loader)
     for i in range(warmup + steps):
         if i == warmup:
@@ -143,7 +157,7 @@ def bench_reference(images, cfg, aug, bs, steps, warmup, workers, device, with_m
         if with_model:
             glob = g.to(device, non_blocking=True).transpose(0, 1).flatten(0, 1)
             loc = l_.to(device, non_blocking=True).transpose(0, 1).flatten(0, 1)
-            _step(student, opt, glob, loc, aug, bs, i, device)
+            _step(student, opt, glob, loc, aug, bs, i, objective)
     torch.cuda.synchronize()
     return steps * bs / (time.perf_counter() - t0)
 
@@ -155,24 +169,41 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=14)
-    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--global-views", type=int, default=2)
+    p.add_argument("--local-views", type=int, default=6)
+    p.add_argument("--local-size", type=int, default=16)
+    p.add_argument("--size", default="nano", help="model size preset of `train` (nano, vit-s16-224)")
+    p.add_argument("--only", nargs="+", help="run only these variants (names as printed)")
+    p.add_argument("--profile", action="store_true", help="print the CUDA kernel profile of the fastest variant")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    from site_builder.train.command import SIZES
+
     torch.backends.cuda.matmul.allow_tf32 = True
     device = torch.device("cuda")
-    cfg, aug = ViTConfig(depth=args.depth), AugConfig()
+    preset = SIZES[args.size]
+    cfg = ViTConfig(**{k[6:]: v for k, v in preset.items() if k.startswith("model.")})
+    aug = AugConfig(**{**{k[4:]: v for k, v in preset.items() if k.startswith("aug.")},
+                       "global_views": args.global_views, "local_views": args.local_views,
+                       **({"local_size": args.local_size} if args.size == "nano" else {})})
     images = load_train_images(args.data)
     images_gpu = torch.from_numpy(images).to(device)
     flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
-    results = {}
-    for name, fn in [
-        ("ours (GPU aug, compiled)", lambda: bench_ours(images_gpu, cfg, aug, args.batch_size, args.steps, args.warmup, True)),
-        ("ours, eager", lambda: bench_ours(images_gpu, cfg, aug, args.batch_size, args.steps, args.warmup, False)),
+    bs = args.batch_size
+    variants = [
+        ("ours, compiled model + compiled loss", lambda: bench_ours(
+            images_gpu, cfg, aug, bs, args.steps, args.warmup, True, compile_loss=True, profile=args.profile)),
+        ("ours, compiled model (baseline)", lambda: bench_ours(images_gpu, cfg, aug, bs, args.steps, args.warmup, True)),
+        ("ours, eager", lambda: bench_ours(images_gpu, cfg, aug, bs, args.steps, args.warmup, False)),
         ("reference (CPU DataLoader aug, eager)", lambda: bench_reference(
-            images, cfg, aug, args.batch_size, args.steps, args.warmup, args.workers, device)),
+            images, cfg, aug, bs, args.steps, args.warmup, args.workers, device)),
         ("reference DataLoader alone (no model)", lambda: bench_reference(
-            images, cfg, aug, args.batch_size, args.steps, args.warmup, args.workers, device, with_model=False)),
-    ]:
+            images, cfg, aug, bs, args.steps, args.warmup, args.workers, device, with_model=False)),
+    ]
+    results = {}
+    for name, fn in variants:
+        if args.only and not any(o in name for o in args.only):
+            continue
         torch.cuda.reset_peak_memory_stats()
         ips = fn()
         has_model = "no model" not in name
@@ -182,13 +213,19 @@ def main(argv=None) -> int:
         mfu = f"{100 * results[name]['mfu']:5.1f}%" if has_model else "  n/a "
         print(f"{name:40s} {ips:9.0f} img/s  {results[name]['views_per_s']:9.0f} views/s  "
               f"MFU {mfu}  mem {results[name]['max_mem_gib']:.1f} GiB", flush=True)
-    ours = results["ours (GPU aug, compiled)"]["images_per_s"]
-    ref = results["reference (CPU DataLoader aug, eager)"]["images_per_s"]
-    summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": args.batch_size,
-               "workers": args.workers, "train_gflops_per_image": flops / 1e9, "results": results,
-               "ratio_ours_vs_reference": ours / ref}
-    print(f"{summary['gpu']}: ours / reference = {ours / ref:.2f}x  "
-          f"({flops / 1e9:.1f} GFLOP per image for forward+backward)")
+    summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": bs,
+               "size": args.size, "views": [aug.global_views, aug.global_size, aug.local_views, aug.local_size],
+               "workers": args.workers, "train_gflops_per_image": flops / 1e9, "results": results}
+    base = results.get("ours, compiled model (baseline)", {}).get("images_per_s")
+    best = results.get("ours, compiled model + compiled loss", {}).get("images_per_s")
+    if base and best:
+        summary["ratio_compiled_loss_vs_baseline"] = best / base
+        print(f"compiled loss / baseline = {best / base:.3f}x")
+    ref = results.get("reference (CPU DataLoader aug, eager)", {}).get("images_per_s")
+    if best and ref:
+        summary["ratio_ours_vs_reference"] = best / ref
+        print(f"{summary['gpu']}: ours / reference = {best / ref:.2f}x")
+    print(f"{flops / 1e9:.1f} GFLOP per image for forward+backward; MFU against {PEAK_BF16_FLOPS / 1e12:.0f} TFLOP/s")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0

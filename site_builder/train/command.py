@@ -1,65 +1,78 @@
-"""`python -m site_builder train`: pretrain a ViT-nano on CIFAR-100 with LeJEPA or InfoNCE.
-
-The three runs of the report (same backbone, views and budget; the run name picks the objective):
+"""`python -m site_builder train`: pretrain a ViT on CIFAR-100 with LeJEPA or InfoNCE.
 
     python -m site_builder train --name lejepa-nano-c100          --data DIR   # LeJEPA, lambda 0.02
     python -m site_builder train --name lejepa-nano-c100-lambda0  --data DIR   # ablation, lambda 0
     python -m site_builder train --name infonce-nano-c100         --data DIR   # SimCLR-style InfoNCE
+    python -m site_builder train --name my-run --objective lejepa --lam 0.05 --global-views 4 --local-views 0 ...
 
-Writes checkpoints/<run>/{last,final}/ and a wandb offline run under wandb/. Running the same command
-again resumes from checkpoints/<run>/last. Under `torchrun --nproc_per_node N -m site_builder train ...`
-it trains with DistributedDataParallel (the batch size is the total over all processes).
+Every flag comes from a field of TrainConfig, ViTConfig or AugConfig (one place for each default); a
+`--size` preset (tiny, nano, vit-s16-224) sets several at once and explicit flags override it. Writes
+checkpoints/<run>/{last,final}/ and a wandb offline run under wandb/; the same command again resumes from
+checkpoints/<run>/last. Under `torchrun --nproc-per-node N -m site_builder train ...` it trains with
+DistributedDataParallel; --batch-size and --lr are for the global batch (all processes together).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
 from site_builder.errors import UserError
 
+# Run-name presets: the report's runs pick their objective by name.
 PRESETS = {
     "lejepa-nano-c100": {"objective": "lejepa", "lam": 0.02},
     "lejepa-nano-c100-lambda0": {"objective": "lejepa", "lam": 0.0},
     "infonce-nano-c100": {"objective": "infonce", "lam": 0.0},
 }
+# Size presets: overrides of the defaults, keyed like the config ("model.x", "aug.x", or a TrainConfig field).
+SIZES = {
+    "nano": {},
+    "tiny": {"model.depth": 1, "model.width": 32, "model.heads": 2, "model.mlp_ratio": 2.0,
+             "proj_hidden": 64, "proj_dim": 16, "num_slices": 32},
+    # ViT-S/16 at 224 px (CIFAR images up-sampled by the crops): 14 x 14 patches, views as in LeJEPA's recipe.
+    "vit-s16-224": {"model.patch_size": 16, "model.width": 384, "model.depth": 12, "model.heads": 6,
+                    "aug.global_size": 224, "aug.local_size": 96},
+}
+
+
+def _config_fields():
+    """(dest, section, field) for every configurable field: TrainConfig's, then ViTConfig's and AugConfig's."""
+    from site_builder.train.augment import AugConfig
+    from site_builder.train.model import ViTConfig
+    from site_builder.train.trainer import TrainConfig
+
+    for section, cls in ((None, TrainConfig), ("model", ViTConfig), ("aug", AugConfig)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if section is None and (f.name in ("model", "aug") or not f.metadata.get("flag", True)):
+                continue
+            yield f.name, section, f, hints[f.name]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help=f"run name (presets: {', '.join(PRESETS)})")
     p.add_argument("--data", required=True, help="CIFAR-100 folder: the npz shards or cifar-100-python.tar.gz")
     p.add_argument("--download", action="store_true", help="first download the official archive into --data")
-    p.add_argument("--objective", choices=["lejepa", "infonce"], help="default: from the run's preset")
-    p.add_argument("--lam", type=float, help="LeJEPA lambda (weight of SIGReg); default: from the preset")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=256, help="images per step over all processes")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=3.0)
-    p.add_argument("--depth", type=int, default=6)
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--mlp-ratio", type=float, default=4.0)
-    p.add_argument("--proj-dim", type=int, default=64)
-    p.add_argument("--proj-hidden", type=int, default=2048)
-    p.add_argument("--num-slices", type=int, default=1024)
-    p.add_argument("--global-views", type=int, default=2)
-    p.add_argument("--local-views", type=int, default=6)
-    p.add_argument("--temperature", type=float, default=0.2, help="InfoNCE temperature")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda", help="cuda or cpu")
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it is only used on CUDA)")
-    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb")
-    p.add_argument("--out", default="checkpoints", help="checkpoint root (default: checkpoints/)")
-    p.add_argument("--wandb-dir", default=".", help="folder in which wandb/ offline runs are written")
-    p.add_argument("--time-limit-min", type=float, default=0.0,
-                   help="stop after the epoch that passes this many minutes (resume with the same command)")
-    p.add_argument("--ckpt-every", type=int, default=10, help="epochs between resumable checkpoints")
-    p.add_argument("--log-every", type=int, default=50, help="steps between metric flushes to wandb")
+    p.add_argument("--size", choices=list(SIZES), default="nano", help="model size preset (default: nano)")
+    p.add_argument("--tiny", action="store_const", const="tiny", dest="size",
+                   help="= --size tiny: a seconds-long CPU configuration for tests and smoke runs")
     p.add_argument("--md5", action="append", default=[], metavar="SPLIT=HEX",
                    help="expected md5 for a derived data set (default: the published checksums)")
-    p.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
-    p.add_argument("--tiny", action="store_true",
-                   help="a seconds-long CPU configuration (depth 1, width 32) for tests and smoke runs")
+    for name, section, f, hint in _config_fields():
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_ = f"{f.metadata.get('help', name)} (default: {default})"
+        origin = typing.get_origin(hint)
+        if hint is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif origin is tuple:
+            args = typing.get_args(hint)
+            nargs = "+" if args[-1] is Ellipsis else len(args)
+            p.add_argument(flag, type=args[0], nargs=nargs, default=None, metavar="X", help=help_)
+        else:
+            p.add_argument(flag, type=hint, default=None, choices=f.metadata.get("choices"), help=help_)
 
 
 def _md5_overrides(items: list[str]) -> dict:
@@ -73,30 +86,23 @@ def _md5_overrides(items: list[str]) -> dict:
 
 
 def build_config(args: argparse.Namespace):
+    """Defaults (the dataclasses), then the run-name and size presets, then the flags given explicitly."""
     from site_builder.train.augment import AugConfig
     from site_builder.train.model import ViTConfig
     from site_builder.train.trainer import TrainConfig
 
     preset = PRESETS.get(args.name, {})
-    objective = args.objective or preset.get("objective")
-    if objective is None:
+    if args.objective is None and not preset:
         raise UserError(f"--name {args.name!r} is not a preset ({', '.join(PRESETS)}): give --objective")
-    lam = args.lam if args.lam is not None else preset.get("lam", 0.02)
-    model = ViTConfig(depth=args.depth, width=args.width, heads=args.heads, mlp_ratio=args.mlp_ratio)
-    aug = AugConfig(global_views=args.global_views, local_views=args.local_views)
-    extra = {}
-    if args.tiny:
-        model = ViTConfig(depth=1, width=32, heads=2, mlp_ratio=2.0)
-        extra = {"proj_hidden": 64, "proj_dim": 16, "num_slices": 32}
-    return TrainConfig(
-        run=args.name, data=args.data, objective=objective, lam=lam, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, proj_dim=extra.get("proj_dim", args.proj_dim),
-        proj_hidden=extra.get("proj_hidden", args.proj_hidden),
-        num_slices=extra.get("num_slices", args.num_slices), temperature=args.temperature, seed=args.seed,
-        device=args.device, compile=not args.no_compile, log_every=args.log_every, ckpt_every=args.ckpt_every,
-        time_limit_min=args.time_limit_min, out=args.out, wandb_dir=args.wandb_dir, wandb=not args.no_wandb,
-        md5=_md5_overrides(args.md5), limit_train=args.limit_train, model=model, aug=aug)
+    values: dict[tuple, object] = {(None, k): v for k, v in preset.items()}
+    values.update({tuple(k.split(".")) if "." in k else (None, k): v for k, v in SIZES[args.size].items()})
+    for name, section, _, _ in _config_fields():
+        given = getattr(args, name)
+        if given is not None:
+            values[(section, name)] = tuple(given) if isinstance(given, list) else given
+    sections = {s: {k: v for (sec, k), v in values.items() if sec == s} for s in (None, "model", "aug")}
+    return TrainConfig(run=args.name, data=args.data, md5=_md5_overrides(args.md5), **sections[None],
+                       model=ViTConfig(**sections["model"]), aug=AugConfig(**sections["aug"]))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import io
 import pickle
 import tarfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,47 @@ def download_cifar100(folder: str | Path, url: str = ARCHIVE_URL, md5: str = ARC
     return target
 
 
-def normalize(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 B x H x W x 3 (any device) -> float32 B x 3 x H x W normalised with the train mean/std."""
+def normalize(images_u8: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """uint8 B x H x W x 3 (any device) -> float32 B x 3 x H x W normalised with the train mean/std,
+    up-sampled bilinearly to size x size when a model was trained at another resolution."""
     x = images_u8.permute(0, 3, 1, 2).float().div_(255)
+    if size is not None and size != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """A fixed hold-out of the training set: `per_class` images of every class, chosen by `seed`.
+
+    Pre-training and probes use `train_idx`; every choice (lambda, views, lr, epochs, probe weight decay)
+    is made on `val_idx`; the test split is read only by a final model's final evaluation.
+    `sha256` is the hash of the sorted validation indices (int64, little endian), so runs can show
+    that they held out the same images.
+    """
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    per_class: int
+    seed: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(np.sort(self.val_idx).astype("<i8").tobytes()).hexdigest()
+
+
+def validation_split(labels: np.ndarray, per_class: int = 50, seed: int = 0) -> ValidationSplit:
+    """Hold out `per_class` images of each class (a seeded permutation within the class)."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) <= per_class:
+            raise UserError(f"--val-per-class {per_class}: class {c} has only {len(members)} training images")
+        val.append(rng.permutation(members)[:per_class])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[val_idx] = False
+    return ValidationSplit(np.flatnonzero(mask), val_idx, per_class, seed)

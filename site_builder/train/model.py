@@ -24,6 +24,7 @@ class ViTConfig:
     mlp_ratio: float = 4.0
     in_chans: int = 3
     rope_base: float = 100.0  # base of the rotary frequencies; grid coordinates are patch indices
+    drop_path: float = 0.0  # stochastic depth: the last block drops its residual branches with this rate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,10 +47,19 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([cls, rotated.to(x.dtype)], dim=2)
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random subset of samples (rescaling the rest)."""
+    if rate == 0.0 or not training:
+        return x
+    keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= rate
+    return x * keep.to(x.dtype) / (1 - rate)
+
+
 class Block(nn.Module):
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, drop_rate: float = 0.0):
         super().__init__()
         self.heads = cfg.heads
+        self.drop_rate = drop_rate
         self.norm1 = nn.LayerNorm(cfg.width)
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.width)
@@ -65,8 +75,8 @@ class Block(nn.Module):
     def forward(self, x, cos, sin):
         q, k, v = self._qkv(x, cos, sin)
         a = F.scaled_dot_product_attention(q, k, v)
-        x = x + self.proj(a.transpose(1, 2).flatten(2))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.proj(a.transpose(1, 2).flatten(2)), self.drop_rate, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, self.training)
 
     def forward_with_attention(self, x, cos, sin):
         """Same as forward, with the attention probabilities computed explicitly and returned (B, H, T, T)."""
@@ -88,7 +98,9 @@ class ViT(nn.Module):
             raise ValueError("width / heads must be a multiple of 4 for 2D RoPE")
         self.patch_embed = nn.Conv2d(cfg.in_chans, cfg.width, cfg.patch_size, cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        # Drop rates grow linearly with depth up to cfg.drop_path at the last block (as in DeiT).
+        rates = [cfg.drop_path * i / max(1, cfg.depth - 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(Block(cfg, rate) for rate in rates)
         self.norm = nn.LayerNorm(cfg.width)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init)

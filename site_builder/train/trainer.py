@@ -22,64 +22,86 @@ from site_builder.errors import UserError
 from site_builder.train import objectives
 from site_builder.train.augment import AugConfig, make_views
 from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
-from site_builder.train.data import load_cifar100, normalize
+from site_builder.train.data import load_cifar100, normalize, validation_split
 from site_builder.train.model import Projector, ViT, ViTConfig, count_params
-from site_builder.train.probe import PROBE_RECIPE, extract_features, linear_probe
+from site_builder.train.probe import PROBE_RECIPE, evaluate_representation, split_features
 
 OBJECTIVES = ("lejepa", "infonce")
 
 
+def _opt(default, help: str, **kw):
+    """A TrainConfig field with its command-line help (the flags of `train` are generated from these)."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass
 class TrainConfig:
-    run: str
-    data: str
-    objective: str = "lejepa"
-    lam: float = 0.02
-    epochs: int = 40
-    batch_size: int = 256  # images per step, all processes together
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 3.0
-    min_lr_ratio: float = 1e-3
-    proj_dim: int = 64
-    proj_hidden: int = 2048
-    num_slices: int = 1024
-    knots: int = 17
-    t_max: float = 3.0
-    temperature: float = 0.2
-    probe_lr: float = 1e-3
-    probe_weight_decay: float = 1e-7
-    seed: int = 0
-    device: str = "cuda"
-    compile: bool = True
-    log_every: int = 50
-    ckpt_every: int = 10  # epochs
-    time_limit_min: float = 0.0  # stop (resumably) after the epoch that passes this; 0 = no limit
-    out: str = "checkpoints"
-    wandb_dir: str = "."
-    wandb: bool = True
-    md5: dict = field(default_factory=dict)
-    limit_train: int = 0  # use only the first N training images (tests); 0 = all
+    """Every choice of a training run; `train`'s flags and their defaults are generated from these fields
+    (and from ViTConfig's and AugConfig's), so a default is written once, here."""
+
+    run: str = _opt("", "run name (presets set the objective and lambda)", flag=False)
+    data: str = _opt("", "CIFAR-100 folder: the npz shards or cifar-100-python.tar.gz", flag=False)
+    objective: str = _opt("lejepa", "lejepa or infonce", choices=("lejepa", "infonce"))
+    lam: float = _opt(0.02, "LeJEPA lambda: loss = lam * SIGReg + (1 - lam) * invariance")
+    epochs: int = _opt(40, "epochs over the training images (the validation images held out)")
+    batch_size: int = _opt(256, "images per step over all processes")
+    lr: float = _opt(1e-3, "peak learning rate (AdamW), for the batch size given")
+    weight_decay: float = _opt(0.05, "AdamW weight decay of backbone and projector")
+    warmup_epochs: float = _opt(3.0, "linear warm-up, then cosine decay")
+    min_lr_ratio: float = _opt(1e-3, "final learning rate / peak")
+    proj_dim: int = _opt(64, "projector output size (the dimension SIGReg tests)")
+    proj_hidden: int = _opt(2048, "projector hidden width")
+    num_slices: int = _opt(1024, "SIGReg: random directions per step")
+    knots: int = _opt(17, "SIGReg: quadrature knots on [0, t_max]")
+    t_max: float = _opt(3.0, "SIGReg: upper end of the integration range")
+    temperature: float = _opt(0.2, "InfoNCE temperature")
+    probe_lr: float = _opt(1e-3, "online probe learning rate")
+    probe_weight_decay: float = _opt(1e-7, "online probe weight decay")
+    final_probe_weight_decays: tuple[float, ...] = _opt(
+        (1e-4, 1e-3, 1e-2), "final linear probe: weight decays tried; the best on the validation split is kept")
+    val_per_class: int = _opt(50, "validation images held out of the training set per class")
+    val_seed: int = _opt(0, "seed of the validation hold-out (the same for every run of a comparison)")
+    eval_test: bool = _opt(False, "a final model: score the test split (once, at the end); sweep runs never do")
+    seed: int = _opt(0, "seed of initialisation, data order and augmentations")
+    device: str = _opt("cuda", "cuda or cpu")
+    compile: bool = _opt(True, "torch.compile the model and the loss (CUDA only)")
+    log_every: int = _opt(50, "steps between metric flushes to wandb")
+    ckpt_every: int = _opt(10, "epochs between resumable checkpoints")
+    time_limit_min: float = _opt(0.0, "stop (resumably) after the epoch that passes this many minutes; 0 = none")
+    out: str = _opt("checkpoints", "checkpoint root")
+    wandb_dir: str = _opt(".", "folder in which wandb/ offline runs are written")
+    wandb: bool = _opt(True, "log to wandb (offline)")
+    md5: dict = _opt(None, "expected md5s of derived data sets", flag=False)
+    limit_train: int = _opt(0, "use only the first N training images (tests); 0 = all")
     model: ViTConfig = field(default_factory=ViTConfig)
     aug: AugConfig = field(default_factory=AugConfig)
 
+    def __post_init__(self):
+        self.md5 = self.md5 or {}
+
+    # Not part of what a run *is*: excluded from the logged config and from the resume check.
+    RUNTIME = ("md5", "device", "compile", "out", "wandb_dir", "wandb", "log_every", "ckpt_every",
+               "time_limit_min", "data")
+
     def flat(self) -> dict:
         """The run config as logged to wandb: flat, slash-named keys, every choice written down."""
-        skip = {"model", "aug", "md5", "device", "compile", "out", "wandb_dir", "wandb", "log_every",
-                "ckpt_every", "time_limit_min", "data"}
-        out = {f"train/{k}": v for k, v in asdict(self).items() if k not in skip}
+        skip = {"model", "aug", *self.RUNTIME}
+        out = {f"train/{k}": (list(v) if isinstance(v, tuple) else v)
+               for k, v in asdict(self).items() if k not in skip}
         out.update({f"model/{k}": v for k, v in self.model.to_dict().items()})
         out.update(self.aug.to_dict())
         out.update(PROBE_RECIPE)
         out.update({
-            "model/name": "ViT-nano, 2D RoPE, CLS token, pre-norm",
+            "probe/weight_decay": "best on validation of train/final_probe_weight_decays",
+            "model/name": f"ViT (width {self.model.width}, depth {self.model.depth}, patch {self.model.patch_size}), "
+                          "2D RoPE, CLS token, pre-norm",
             "model/projector": f"{self.model.width}-{self.proj_hidden}-{self.proj_hidden}-{self.proj_dim} (BN, GELU)",
             "train/optimizer": "AdamW (fused), cosine schedule after linear warm-up, bf16 autocast",
             "train/loss": ("lam * SIGReg + (1 - lam) * invariance" if self.objective == "lejepa"
                            else "multi-view InfoNCE (SimCLR-style)"),
             "sigreg/slices": self.num_slices, "sigreg/knots": self.knots, "sigreg/t_range": [0.0, self.t_max],
-            "online_probe": "LayerNorm + Linear on detached CLS of the global views, AdamW",
-            "data/set": "CIFAR-100 (official split, 50,000 train / 10,000 test)",
+            "online_probe": "LayerNorm + Linear on detached CLS of the global views, AdamW, validation top-1",
+            "data/set": "CIFAR-100 (official 50,000 train / 10,000 test)",
         })
         return out
 
@@ -125,8 +147,9 @@ class _Setup:
             self.device = torch.device("cuda", local)
         else:
             self.device = torch.device(device)
+        self.backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            dist.init_process_group(self.backend)
 
     @property
     def main(self) -> bool:
@@ -163,17 +186,19 @@ class Trainer:
             raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {self.setup.world} processes")
         self.local_bs = cfg.batch_size // self.setup.world
         torch.manual_seed(cfg.seed)
-        xtr, ytr = load_cifar100(cfg.data, "train", cfg.md5.get("train"))
-        xte, yte = load_cifar100(cfg.data, "test", cfg.md5.get("test"))
+        images, labels = load_cifar100(cfg.data, "train", cfg.md5.get("train"))
         if cfg.limit_train:
-            xtr, ytr = xtr[:cfg.limit_train], ytr[:cfg.limit_train]
+            images, labels = images[:cfg.limit_train], labels[:cfg.limit_train]
+        self.split = validation_split(labels, cfg.val_per_class, cfg.val_seed)
+        xtr, ytr = images[self.split.train_idx], labels[self.split.train_idx]
         self.steps_per_epoch = len(xtr) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the {len(xtr)} training images")
         self.train_x = torch.from_numpy(xtr).to(dev)
         self.train_y = torch.from_numpy(ytr).to(dev)
-        self.test_x = torch.from_numpy(xte).to(dev)
-        self.test_y = torch.from_numpy(yte).to(dev)
+        self.val_x = torch.from_numpy(images[self.split.val_idx]).to(dev)
+        self.val_y = torch.from_numpy(labels[self.split.val_idx]).to(dev)
+        self.run_config = {**cfg.flat(), **self._provenance()}
 
         self.model = ViT(cfg.model).to(dev)
         self.projector = Projector(cfg.model.width, cfg.proj_hidden, cfg.proj_dim).to(dev)
@@ -194,9 +219,20 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.objective = Objective(cfg, self.setup.device)
         if cfg.compile and dev.type == "cuda":
             self.step_module = torch.compile(self.step_module)
+            self.objective.compile()
         self.aug_gen = torch.Generator(device=dev)
+
+    def _provenance(self) -> dict:
+        """What the run config needs beyond the recipe: the data split, the code version, the processes."""
+        commit, dirty = source_version()
+        return {"data/train_size": len(self.train_x), "data/val_size": len(self.val_x),
+                "data/val_per_class": self.split.per_class, "data/val_seed": self.split.seed,
+                "data/val_sha256": self.split.sha256, "code/git_commit": commit, "code/git_dirty": dirty,
+                "dist/world_size": self.setup.world,
+                "dist/backend": self.setup.backend if self.setup.world > 1 else "none"}
 
     # ----------------------------------------------------------------- checkpoints
     @property
@@ -211,7 +247,7 @@ class Trainer:
 
     def save(self, name: str, with_state: bool, dtype=None) -> Path:
         return save_checkpoint(
-            self.run_dir / name, self.model, run_config=self.cfg.flat(), step=self.step, epoch=self.epoch,
+            self.run_dir / name, self.model, run_config=self.run_config, step=self.step, epoch=self.epoch,
             extra_tensors=self._state_tensors() if with_state else None, dtype=dtype,
             extra_info={"run": self.cfg.run, "wandb_id": self.wandb_id, "objective": self.cfg.objective})
 
@@ -220,7 +256,9 @@ class Trainer:
         if not (last / "checkpoint.json").exists():
             return
         info, weights, state = read_checkpoint(last)
-        if info.get("run_config") != self.cfg.flat():
+        saved = info.get("run_config") or {}
+        recipe = self.cfg.flat()
+        if {k: saved.get(k) for k in recipe} != recipe or saved.get("data/val_sha256") != self.split.sha256:
             raise UserError("a checkpoint of this run with a different config exists; "
                             "use the same options, another --name, or delete the folder", path=last)
         dev = self.setup.device
@@ -243,16 +281,7 @@ class Trainer:
         with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
             z, probe_logits = self.step_module(glob, loc)
         z = z.view(a.global_views + a.local_views, len(idx), -1)
-        metrics = {}
-        if cfg.objective == "lejepa":
-            dirs = objectives.random_directions(z.shape[-1], cfg.num_slices, cfg.seed * 1_000_003 + self.step,
-                                                self.setup.device)
-            parts = objectives.lejepa_loss(z, dirs, cfg.lam, a.global_views, cfg.knots, cfg.t_max)
-            loss = parts["loss"]
-            metrics.update({"train/sigreg": parts["sigreg"].detach(), "train/inv": parts["inv"].detach()})
-        else:
-            loss = objectives.info_nce(z, cfg.temperature)
-            metrics["train/infonce"] = loss.detach()
+        loss, metrics = self.objective(z, self.step)
         probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
         self.opt.zero_grad(set_to_none=True)
         (loss + probe_loss).backward()
@@ -261,17 +290,18 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def probe_test_accuracy(self) -> torch.Tensor:
+    def online_probe_accuracy(self) -> torch.Tensor:
+        """Top-1 of the online probe on the validation split (the test split is never read during training)."""
         self.model.eval()
         correct = torch.zeros((), device=self.setup.device)
         dev_type = self.setup.device.type
-        for i in range(0, len(self.test_x), 1000):
-            x = normalize(self.test_x[i:i + 1000])
+        for i in range(0, len(self.val_x), 1000):
+            x = normalize(self.val_x[i:i + 1000], self.cfg.aug.global_size)
             with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
                 logits = self.probe(self.model(x).float())
-            correct += (logits.argmax(1) == self.test_y[i:i + 1000]).sum()
+            correct += (logits.argmax(1) == self.val_y[i:i + 1000]).sum()
         self.model.train()
-        return correct / len(self.test_x)
+        return correct / max(1, len(self.val_x))
 
     # ----------------------------------------------------------------- the run
     def _init_wandb(self):
@@ -282,7 +312,7 @@ class Trainer:
         if self.wandb_id is None:
             self.wandb_id = f"{self.cfg.run}-{int(time.time())}"
         return wandb.init(project="lejepa-c100", name=self.cfg.run, id=self.wandb_id, dir=self.cfg.wandb_dir,
-                          mode="offline", config=self.cfg.flat(), resume="allow",
+                          mode="offline", config=self.run_config, resume="allow",
                           settings=wandb.Settings(console="off", x_disable_stats=True))
 
     def fit(self) -> dict:
@@ -323,13 +353,13 @@ class Trainer:
                     flush()
             flush()
             self.epoch += 1
-            acc = self.probe_test_accuracy().item()
+            acc = self.online_probe_accuracy().item()
             secs = time.time() - epoch_start
             if run is not None:
-                run.log({"epoch": self.epoch, "probe/test_acc": acc,
+                run.log({"epoch": self.epoch, "probe/val_acc": acc,
                          "perf/images_per_s": self.steps_per_epoch * cfg.batch_size / secs}, step=self.step - 1)
             if s.main:
-                print(f"{cfg.run} epoch {self.epoch}/{cfg.epochs} probe/test_acc {acc:.4f} "
+                print(f"{cfg.run} epoch {self.epoch}/{cfg.epochs} probe/val_acc {acc:.4f} "
                       f"({secs:.1f}s, {self.steps_per_epoch * cfg.batch_size / secs:.0f} img/s)", flush=True)
             out_of_time = bool(cfg.time_limit_min) and (time.time() - started) > 60 * cfg.time_limit_min
             if dist.is_initialized():  # every process must stop after the same epoch: rank 0 decides
@@ -348,7 +378,7 @@ class Trainer:
         wall = time.time() - started
         if s.main:
             self.save("final", with_state=False, dtype=torch.bfloat16)
-            summary = self.final_probe()
+            summary = self.final_evaluation()
             summary.update({"train/wall_s": wall, "train/params_backbone": n_params,
                             "train/epochs_done": self.epoch})
             if s.device.type == "cuda":
@@ -356,16 +386,66 @@ class Trainer:
             if run is not None:
                 run.summary.update(summary)
                 run.finish()
-            print(f"{cfg.run}: final probe top1 {summary['final_probe/test_top1']:.4f} "
-                  f"top5 {summary['final_probe/test_top5']:.4f}", flush=True)
+            print(f"{cfg.run}: final evaluation " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()), flush=True)
         if dist.is_initialized():
             dist.barrier()
         return summary
 
-    def final_probe(self) -> dict:
-        dev = self.setup.device
-        tr = extract_features(self.model, self.train_x, dev)
-        te = extract_features(self.model, self.test_x, dev)
-        res = linear_probe(tr, self.train_y.cpu(), te, self.test_y.cpu(), device=dev)
-        return {"final_probe/test_top1": res["top1"], "final_probe/test_top5": res["top5"]}
+    def final_evaluation(self) -> dict:
+        """Linear probe (weight decay chosen on validation), k-NN and effective rank of the frozen backbone;
+        the test split is loaded and scored only for a final model (--eval-test)."""
+        dev, cfg = self.setup.device, self.cfg
+        size = cfg.aug.global_size  # the resolution the model was trained at
+        train = split_features(self.model, self.train_x, self.train_y, dev, size)
+        val = split_features(self.model, self.val_x, self.val_y, dev, size)
+        test = None
+        if cfg.eval_test:
+            xte, yte = load_cifar100(cfg.data, "test", cfg.md5.get("test"))
+            test = split_features(self.model, torch.from_numpy(xte).to(dev), torch.from_numpy(yte), dev, size)
+        return evaluate_representation(train, val, test, weight_decays=cfg.final_probe_weight_decays, device=dev)
 
+
+class Objective:
+    """The training loss on projections z (V x B x K): LeJEPA (SIGReg + invariance) or InfoNCE.
+
+    `compile()` hands the loss to torch.compile: SIGReg's projections, cosines and sines over 17 knots are
+    one fused kernel instead of a dozen memory-bound passes. The random directions stay outside the
+    compiled graph (a seeded generator per step)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.lejepa, self.info_nce = objectives.lejepa_loss, objectives.info_nce
+
+    def compile(self) -> None:
+        self.lejepa, self.info_nce = torch.compile(self.lejepa), torch.compile(self.info_nce)
+
+    def __call__(self, z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        if cfg.objective == "lejepa":
+            dirs = objectives.random_directions(z.shape[-1], cfg.num_slices, cfg.seed * 1_000_003 + step, self.device)
+            parts = self.lejepa(z, dirs, cfg.lam, cfg.aug.global_views, cfg.knots, cfg.t_max)
+            return parts["loss"], {"train/sigreg": parts["sigreg"].detach(), "train/inv": parts["inv"].detach()}
+        loss = self.info_nce(z, cfg.temperature)
+        return loss, {"train/infonce": loss.detach()}
+
+
+def source_version() -> tuple[str, bool | None]:
+    """(git commit, whether the tree had uncommitted changes) of the code that runs.
+
+    Where the code runs from a copy of the tree whose .git is not the source's (a GPU machine),
+    SITE_BUILDER_GIT_COMMIT and SITE_BUILDER_GIT_DIRTY ("0"/"1"), set by whoever copied it, say it and
+    win over git; without either, "unknown"."""
+    import subprocess
+
+    if "SITE_BUILDER_GIT_COMMIT" in os.environ:
+        dirty = os.environ.get("SITE_BUILDER_GIT_DIRTY")
+        return os.environ["SITE_BUILDER_GIT_COMMIT"], None if dirty is None else dirty == "1"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
