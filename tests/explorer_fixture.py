@@ -14,7 +14,7 @@ RUNS = {"LeJEPA": ("tiny-lejepa", "0.02"), "lambda 0": ("tiny-lambda0", "0")}
 
 
 def make_data(folder: Path) -> list[str]:
-    md5 = {"train": make_shards(folder, "train", 1, 128, seed=0), "test": make_shards(folder, "test", 2, TEST_IMAGES // 2, seed=1)}
+    md5 = {"train": make_shards(folder, "train", 1, 200, seed=0), "test": make_shards(folder, "test", 2, TEST_IMAGES // 2, seed=1)}
     (folder / "classes.json").write_text(json.dumps([f"fine{i}" for i in range(100)]))
     (folder / "coarse_classes.json").write_text(json.dumps([f"coarse_{i}" for i in range(20)]))
     return [f"--md5=train={md5['train']}", f"--md5=test={md5['test']}"]
@@ -31,7 +31,7 @@ def make_exports(root: Path, monkeypatch) -> tuple[Path, str]:
     for name, lam in RUNS.values():
         assert cli.main(["train", "--name", name, "--objective", "lejepa", "--lam", lam, "--data", str(folder),
                          *md5_args, "--tiny", "--device", "cpu", "--batch-size", "64", "--epochs", "1",
-                         "--out", str(root / "checkpoints"), "--no-wandb", "--no-compile"]) == 0
+                         "--out", str(root / "checkpoints"), "--no-wandb", "--no-compile", "--val-per-class", "1"]) == 0
         assert cli.main(["analyze", "--checkpoint", str(root / "checkpoints" / name / "final"), "--data", str(folder),
                          "--out", str(root / "exports" / "explorers"), "--device", "cpu", "--images", "34,121",
                          "--explorers"]) == 0
