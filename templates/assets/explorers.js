@@ -473,6 +473,8 @@
       if (keep && items.some(function (o) { return String(o.value) === old; })) s.value = old;
     }
     function picture(img) {
+      // only an embedded PNG: a URL in a foreign export must not make the page request another host
+      if (!/^data:image\/png;base64,[A-Za-z0-9+\/=]+$/.test(img.png)) return Promise.reject(new Error("image " + img.index + " is not an embedded PNG"));
       if (!pictures[img.png]) pictures[img.png] = new Promise(function (resolve) { var im = new Image(); im.onload = function () { resolve(im); }; im.src = img.png; });
       return pictures[img.png];
     }
