@@ -1,5 +1,5 @@
 """The explorers' data (issue 15): `analyze --explorers` on real tiny checkpoints, and the `explorer`
-directive of the build (no browser here; tests/browser/test_explorers.py drives them in Chromium)."""
+directive of the build (no browser here; tests/browser/test_explorers_browser.py drives them in Chromium)."""
 
 from __future__ import annotations
 
