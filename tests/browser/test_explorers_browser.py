@@ -271,3 +271,21 @@ def test_explorers_have_no_serious_accessibility_violations(explorer_site, serve
         ".filter(v => ['serious', 'critical'].includes(v.impact))"
         ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))")
     assert violations == []
+
+
+def test_a_foreign_attention_file_cannot_make_the_page_request_another_host(tmp_path, serve, browser_page):
+    import json
+
+    viewer = {"grid": 2, "patch": 16, "resolution": 32, "layers": 1, "heads": 1, "scale": 100000,
+              "sparsity_threshold": 0.01,
+              "images": [{"index": 0, "label": "x", "superclass": "y", "png": "http://example.invalid/x.png",
+                          "attention": [[[25000, 25000, 25000, 25000]]]}]}
+    write_site(tmp_path, {
+        "content/index.md": "---\ntitle: T\n---\n\n```explorer\nkind: attention\nmodels: {A: explorers/a}\nhow: x\n```\n",
+        "exports/explorers/a/attention_viewer.json": json.dumps(viewer)})
+    build_site(tmp_path, tmp_path / "dist")
+    visit = browser_page(serve(tmp_path / "dist") + "index.html")
+    visit.page.locator("figure[data-explorer=attention]").scroll_into_view_if_needed()
+    visit.page.wait_for_selector("figure[data-explorer=attention] .explorer-error")
+    assert "not an embedded PNG" in visit.page.inner_text("figure[data-explorer=attention]")
+    assert visit.foreign == []
