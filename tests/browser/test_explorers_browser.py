@@ -5,6 +5,7 @@ the attention viewer, linked charts, lazy loading, file://, phone width and axe.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,11 @@ def test_embedding_map_hover_click_and_model_picker(explorer_site, serve, browse
     after = page.evaluate("document.querySelector('figure[data-explorer=embedding] .js-plotly-plot').data.slice(0, 20).map(t => t.x).flat()")
     assert len(after) == len(before) and after != before
     assert fig.get_attribute("data-selected") == selected and fig.locator(".explorer-neighbour canvas").count() == 8
-    assert fig.locator(".explorer-neighbour canvas").evaluate_all("cs => cs.map(c => c.getAttribute('aria-label'))") != first_neighbours
+    shown = fig.locator(".explorer-neighbour canvas").evaluate_all("cs => cs.map(c => c.getAttribute('aria-label'))")
+    for run, labels in (("tiny-lejepa", first_neighbours), ("tiny-lambda0", shown)):  # each model's own neighbours
+        emb_map = json.loads((explorer_site.parent / "exports/explorers" / run / "embedding_map.json").read_text())
+        i, k = int(selected), emb_map["k"]
+        assert [int(label.split("test image ")[1].split(",")[0]) for label in labels] == emb_map["neighbours"][i * k : (i + 1) * k]
     # keyboard: a test index typed in shows that image and its neighbours
     fig.locator("input.js-index").fill("150")
     fig.locator("input.js-index").press("Enter")
@@ -274,8 +279,6 @@ def test_explorers_have_no_serious_accessibility_violations(explorer_site, serve
 
 
 def test_a_foreign_attention_file_cannot_make_the_page_request_another_host(tmp_path, serve, browser_page):
-    import json
-
     viewer = {"grid": 2, "patch": 16, "resolution": 32, "layers": 1, "heads": 1, "scale": 100000,
               "sparsity_threshold": 0.01,
               "images": [{"index": 0, "label": "x", "superclass": "y", "png": "http://example.invalid/x.png",
