@@ -19,6 +19,7 @@ USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "new": ("site_builder.new", "create a new report folder that builds at once (site.toml, chapters, example data)"),
     "build": ("site_builder.site.command", "build the static site: content/ + exports/ + templates/ -> dist/"),
     "serve": ("site_builder.site.serve", "build, serve on localhost and rebuild + reload on change"),
     "check": ("site_builder.site.check", "build strictly and verify links, anchors, images and chart sources"),

@@ -78,6 +78,8 @@ id: fig:loss
 source: runs/a/history.csv
 y: [train/loss, train/sigreg]
 title: Training loss
+x_title: training step
+y_title: loss
 caption: See \\ref{{tbl:hparams}}.
 smoothing: 0.6
 ```
@@ -94,6 +96,8 @@ id: fig:pending
 source: runs/not-yet/history.csv
 y: train/loss
 title: Not yet
+x_title: training step
+y_title: loss
 ```
 
 ## Far below
@@ -106,6 +110,8 @@ source: {{A: runs/a/history.csv, B: runs/b/history.csv}}
 x: _step
 y: probe/test_acc
 title: Probe accuracy of two runs
+x_title: training step
+y_title: test accuracy (fraction)
 ```
 
 ```chart
@@ -122,6 +128,8 @@ source: figures/a/probe.csv
 x: method
 y: top1
 title: Probe accuracy by method
+x_title: method
+y_title: top-1 accuracy (fraction)
 ```
 
 [^1]: A footnote.

@@ -226,18 +226,17 @@ def test_built_site_draws_the_figures_in_chromium(setup, tmp_path):
         page.goto((root / "dist" / "index.html").as_uri())
         for chart in page.locator(".chart").all():
             chart.scroll_into_view_if_needed()
-        page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.querySelector('.js-plotly-plot'))")
-        pca = "document.querySelector('#fig\\\\:pca .chart-plot')"
-        attention = "document.querySelector('#fig\\\\:attention .chart-plot')"
-        # 2 images -> 4 image panels in one row; attention: 2 images x (2 heads + mean), one row per image.
-        assert page.evaluate(f"{pca}.data.map(t => t.type)") == ["image"] * 4
-        assert page.evaluate(f"{attention}.data.map(t => t.type)") == ["heatmap"] * 6
-        assert page.evaluate(f"{attention}._fullLayout.grid.rows") == 2
-        layer1 = page.evaluate(f"{attention}.data[0].z")
+        page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))")
+        canvases = "#fig\\:{} .panel-cell canvas"
+        # comparison grids: a row of input pictures and the model's row, one column per image (fox, c21)
+        assert page.locator(canvases.format("pca")).count() == 4
+        assert page.locator(canvases.format("attention")).count() == 2  # no pictures file: the model's row
+        figure = json.loads(page.locator("#fig\\:attention .chart-data").text_content())
+        assert figure["images"] == ["fox", "c21"] and figure["views"] == ["h1", "h2", "mean"]
+        cell = page.locator("#fig\\:attention .panel-cell").first
+        assert cell.get_attribute("aria-label").startswith("Enlarge fox · layer 1 · mean: largest weight")
         page.locator("#fig\\:attention .js-frame").fill("1")  # the layer slider: layer 2
-        att = json.loads((target / "attention_32.json").read_text())
-        layer2_first = next(p for p in att["panels"] if p["frame"] == "2")
-        assert page.evaluate(f"{attention}.data[0].z") == layer2_first["z"] != layer1
+        assert cell.get_attribute("aria-label").startswith("Enlarge fox · layer 2 · mean: largest weight")
         browser.close()
     assert errors == []
 

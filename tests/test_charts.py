@@ -75,10 +75,13 @@ def test_panels_figure_groups_frames(built_fixture_site):
     panels = figures_in((built_fixture_site / "chapter.html").read_text())[2]
     assert panels["type"] == "panels" and panels["frame_label"] == "layer"
     assert [f["label"] for f in panels["frames"]] == ["1", "2"]
-    heat, image = panels["frames"][1]["traces"]
-    assert heat["type"] == "heatmap" and heat["z"] == [[0.3, 0.3], [0.1, 0.7]]
-    assert image["type"] == "image" and image["z"][1][1] == [4, 5, 6]
-    assert image["xaxis"] == "x2" and image["yaxis"] == "y2"
+    # titles without an image name: one column, a view per title, each a sprite of both frames
+    assert panels["images"] == [""] and panels["views"] == ["head 1", "PCA"]
+    (row,) = panels["rows"]
+    heat, image = row["views"]["head 1"], row["views"]["PCA"]
+    assert heat["kind"] == "z" and heat["range"] == [[[0.1, 0.9]], [[0.1, 0.7]]]
+    assert image["kind"] == "rgb" and image["cell"] == [2, 2]
+    assert image["png"].startswith("data:image/png;base64,")
 
 
 def test_bar_chart_over_categories(built_fixture_site):
@@ -110,8 +113,8 @@ def test_values_tables_and_pending(built_fixture_site):
     index = (built_fixture_site / "index.html").read_text()
     assert '<span class="value" title="runs/a/summary.json#final_probe/test_top1">45.7%</span>' in index
     assert ">35.0%</span>" in chapter  # max of 0.1 + 0.05 k, k < 6
-    assert "<tr><td>model/depth</td><td>6</td></tr>" in chapter
-    assert "<tr><td>model/width</td><td>192</td></tr>" in chapter
+    assert "<tr><td>model/depth</td><td class=\"num\">6</td></tr>" in chapter  # numbers right-aligned
+    assert "<tr><td>model/width</td><td class=\"num\">192</td></tr>" in chapter
     assert '<span class="figure-number">Table 1.1</span>' in chapter
     assert 'class="pending-box"' in chapter and "exports/runs/not-yet/history.csv" in chapter
     assert '<a class="xref" href="chapter.html#fig:loss">Figure 1.1</a>' in index
@@ -119,7 +122,7 @@ def test_values_tables_and_pending(built_fixture_site):
 
 def test_pending_source_is_a_warning_not_an_error(fixture_site):
     result = build_site(fixture_site)
-    assert result.warnings == ["content/chapter.md:37: pending: exports/runs/not-yet/history.csv does not exist yet"]
+    assert result.warnings == ["content/chapter.md:39: pending: exports/runs/not-yet/history.csv does not exist yet"]
 
 
 def one_chart_site(tmp_path, block: str, files: dict | None = None):
@@ -171,7 +174,7 @@ def test_data_values_are_escaped(tmp_path):
     assert "<img src=x" not in page
     assert page.count("</script>") == page.count("<script")
     assert figures_in(page)[0]["traces"][0]["name"] == evil
-    assert f"<th>{html.escape(evil)}</th>" in page
+    assert f"<th class=\"num\">{html.escape(evil)}</th>" in page  # a column of numbers
 
 
 def test_inline_value_errors(tmp_path):
@@ -221,3 +224,46 @@ def test_values_from_columnar_json_and_keys_with_at_signs(tmp_path):
     page = (root / "dist" / "index.html").read_text()
     values = re.findall(r'<span class="value"[^>]*>([^<]*)</span>', page)
     assert values == ["NaN", "0.20", "25%"]
+
+
+def test_tables_take_labels_and_per_row_formats(tmp_path):
+    summary = {"exports/runs/a/summary.json": json.dumps({"final_probe/test_top1": 0.5667, "train/wall_s": 1234.5})}
+    block = (
+        "```table\nsource: {A: runs/a/summary.json}\nkeys: [final_probe/test_top1, train/wall_s]\n"
+        "labels: {key: metric, final_probe/test_top1: top-1 accuracy}\nformats: {final_probe/test_top1: .1%, train/wall_s: ',.0f'}\n```\n"
+    )
+    build_site(one_chart_site(tmp_path, block, summary))
+    page = (tmp_path / "site/dist/index.html").read_text()
+    # the values column is numeric: right-aligned (class "num"), the key column is not
+    assert '<thead><tr><th>metric</th><th class="num">A</th></tr></thead>' in page
+    assert '<tr><td>top-1 accuracy</td><td class="num">56.7%</td></tr>' in page
+    assert '<tr><td>train/wall_s</td><td class="num">1,234</td></tr>' in page  # no label: the key itself
+
+
+def test_table_labels_must_name_rows_or_columns_that_exist(tmp_path):
+    block = "```table\nsource: runs/a/history.csv\ncolumns: [_step, train/loss]\nlabels: {train/los: loss}\n```\n"
+    with pytest.raises(UserError, match=r"labels/formats name 'train/los'.*_step, train/loss"):
+        build_site(one_chart_site(tmp_path, block))
+
+
+def test_charts_without_axis_titles_are_warned_about(tmp_path):
+    block = (
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\n```\n\n"
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\nx_title: training step\ny_title: loss\n```\n\n"
+        "```chart\nsource: runs/a/history.csv\ny: train/loss\nx_title: training step\n```\n"
+    )
+    result = build_site(one_chart_site(tmp_path, block))
+    titles = [w for w in result.warnings if "axis" in w]
+    assert titles == [
+        "content/index.md:5: chart has no x_title or y_title: name each axis in words with its unit "
+        "(e.g. x_title: 'training step', y_title: 'test accuracy (%)'), not by its metric key",
+        "content/index.md:17: chart has no y_title: name each axis in words with its unit "
+        "(e.g. x_title: 'training step', y_title: 'test accuracy (%)'), not by its metric key",
+    ]
+
+
+def test_legend_names_replace_column_keys(tmp_path):
+    block = "```chart\nsource: runs/a/history.csv\ny: [train/loss, train/sigreg]\nnames: {train/loss: loss}\nx_title: step\ny_title: value\n```\n"
+    build_site(one_chart_site(tmp_path, block))
+    (figure,) = figures_in((tmp_path / "site/dist/index.html").read_text())
+    assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]

@@ -101,7 +101,8 @@ def test_check_command_fails_on_an_image_from_another_host(tmp_path, capsys):
     site = write_site(tmp_path / "site", files)
     assert cli.main(["check", "--root", str(site)]) == 1
     err = capsys.readouterr().err
-    assert "index.html: loads https://example.com/pixel.png from another host (<img>)" in err
+    # images are published from the project's files, so the build itself refuses a remote one
+    assert "content/index.md:" in err and "image https://example.com/pixel.png: only image files inside the project" in err
 
 
 def test_the_real_site_passes_check(capsys):

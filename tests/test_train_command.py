@@ -163,3 +163,22 @@ def test_explicit_flags_override_the_size_preset_and_defaults_live_in_the_datacl
     assert (cfg.model.patch_size, cfg.model.width, cfg.model.depth, cfg.model.drop_path) == (16, 384, 2, 0.1)
     assert cfg.aug.global_size == 224 and cfg.aug.global_scale == (0.5, 1.0) and cfg.aug.local_views == 0
     assert cfg.aug.local_scale == AugConfig().local_scale and cfg.compile is False
+
+
+def test_a_vit_s16_at_224_pixels_trains_on_upsampled_views_and_is_probed_at_224(tiny_data, tmp_path):
+    """The 224-pixel preset (issue 14), shrunk in width and depth for the CPU: views are up-sampled crops,
+    the checkpoint records patch 16 and 224-pixel views, and the probes see 14 x 14 patch grids."""
+    data, md5 = tiny_data
+    args = train_args(data, md5, tmp_path / "ck", "lejepa-nano-c100", "--no-wandb", "--size", "vit-s16-224",
+                      "--depth", "1", "--width", "32", "--heads", "2", "--proj-hidden", "32", "--proj-dim", "8",
+                      "--num-slices", "8", "--local-views", "2")
+    args[args.index("--epochs") + 1] = "1"
+    assert cli.main([a for a in args if a != "--tiny"]) == 0
+    model, info = load_model(tmp_path / "ck" / "lejepa-nano-c100" / "final")
+    config = info["run_config"]
+    assert (config["model/patch_size"], config["aug/global_size"], config["aug/local_size"]) == (16, 224, 96)
+    from site_builder.train.data import normalize
+
+    images = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    _, patches = model.forward_features(normalize(images, config["aug/global_size"]))
+    assert patches.shape[1] == 14 * 14

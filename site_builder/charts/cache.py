@@ -12,7 +12,7 @@ from typing import Callable
 
 import orjson
 
-from site_builder.charts.figures import ChartResult, build_chart, check_spec, sources_of
+from site_builder.charts.figures import ChartResult, build_chart, check_spec, files_of
 from site_builder.fsutil import write_bytes_atomic
 
 _CODE_HASH: str | None = None
@@ -35,7 +35,7 @@ class ChartCache:
         self.hits = 0
 
     def chart(self, spec: dict) -> ChartResult:
-        paths = [self.exports / rel for rel in sources_of(check_spec(spec)).values()]
+        paths = [self.exports / rel for rel in files_of(check_spec(spec))]
         if not all(p.is_file() for p in paths):
             return build_chart(spec, self.exports)  # pending: nothing worth caching
         key_source = orjson.dumps([spec, _code_hash(), [self.file_hash(p) for p in paths]], option=orjson.OPT_SORT_KEYS)

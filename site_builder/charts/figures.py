@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from site_builder.charts.data import Column, SourceMissing, load_json, read_numeric_columns, read_table, resolve_source
+from site_builder.charts.data import Column, SourceMissing, read_numeric_columns, read_table, resolve_source
+from site_builder.charts.panels import panels_figure
 from site_builder.errors import UserError
 
 MAX_POINTS = 2000
+IMAGES = "\0images"  # the pictures file among a panels chart's paths (no source label can be this)
 CHART_TYPES = ("line", "scatter", "bar", "panels")
-SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "group"}
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names", "group"}
 
 
 @dataclass
@@ -58,6 +60,9 @@ def check_spec(spec: dict) -> dict:
             raise UserError("chart: 'y' must be a column name or a list of column names")
         if not isinstance(spec.setdefault("x", "_step"), str):
             raise UserError(f"chart: 'x' must be a column name, got {spec['x']!r}")
+    names = spec.setdefault("names", {})  # legend words for columns: {train/inv: invariance}
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise UserError("chart: 'names' must be a mapping {column: legend text}")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
@@ -82,11 +87,19 @@ def sources_of(spec: dict) -> dict[str, str]:
     raise UserError("source must be a path or a mapping {label: path}")
 
 
+def files_of(spec: dict) -> list[str]:
+    """Every file a chart reads: its sources and, for panels, the pictures file (`images`)."""
+    images = spec.get("images")
+    if images is not None and not isinstance(images, str):
+        raise UserError("chart: 'images' must be a path (a panels file with '<image> · input' pictures)")
+    return [*sources_of(spec).values(), *([images] if images else [])]
+
+
 def build_chart(spec: dict, exports: Path) -> ChartResult:
     spec = check_spec(spec)
     paths: dict[str, tuple[str, Path]] = {}
     missing = []
-    for label, rel in sources_of(spec).items():
+    for label, rel in [*sources_of(spec).items(), *([(IMAGES, spec["images"])] if spec.get("images") else [])]:
         try:
             paths[label] = (rel, resolve_source(exports, rel))
         except SourceMissing:
@@ -94,10 +107,8 @@ def build_chart(spec: dict, exports: Path) -> ChartResult:
     if missing:
         return ChartResult(None, missing=missing)
     if spec["type"] == "panels":
-        if len(paths) != 1:
-            raise UserError("chart: a panels chart takes one source file")
-        rel, path = next(iter(paths.values()))
-        return ChartResult(panels_figure(spec, rel, path))
+        images = paths.pop(IMAGES, None)
+        return ChartResult(panels_figure(paths, images))
     return _series_chart(spec, paths)
 
 
@@ -113,7 +124,7 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
             xs, ys = _plottable(x, columns[y_name])
             if spec["type"] == "line":
                 xs, ys = downsample(xs, ys, MAX_POINTS)
-            name = _trace_name(label, y_name, len(y_names))
+            name = _trace_name(label, spec["names"].get(y_name, y_name), len(y_names))
             traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
         tables.append((label, columns))
     return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, y_names, tables))
@@ -149,7 +160,7 @@ def _bar_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult:
             if any(v is not None and not isinstance(v, (int, float)) for _, v in pairs):
                 raise UserError(f"chart: column '{y_name}' in {rel} is not numeric")
             pairs = [(x, float(v)) for x, v in pairs if v is not None and math.isfinite(v)]
-            name = _trace_name(label, y_name, len(y_names))
+            name = _trace_name(label, spec["names"].get(y_name, y_name), len(y_names))
             traces.append({"name": name, "x": [x for x, _ in pairs], "y": [v for _, v in pairs]})
     return ChartResult(_figure(spec, traces), csv=out.getvalue().encode())
 
@@ -218,69 +229,3 @@ def _arrow_repeat(text: str, n: int) -> pa.Array:
     data = text.encode()
     offsets = np.arange(n + 1, dtype=np.int64) * len(data)
     return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
-
-
-# ---------------------------------------------------------------------------------------------------
-# panels: heat maps and RGB images, grouped into frames
-
-
-def panels_figure(spec: dict, rel: str, path: Path) -> dict:
-    data = load_json(path, rel)
-    panels = data.get("panels") if isinstance(data, dict) else None
-    if not isinstance(panels, list) or not panels:
-        raise UserError(f"{rel} is not a panels file: it needs a non-empty 'panels' list")
-    columns = data.get("columns")  # optional: wrap each frame's panels into rows of this many
-    if columns is not None and (not isinstance(columns, int) or isinstance(columns, bool) or columns < 1):
-        raise UserError(f"{rel}: 'columns' must be a positive integer")
-    frames: dict[str, list[dict]] = {}
-    for i, panel in enumerate(panels):
-        if not isinstance(panel, dict) or ("z" in panel) == ("rgb" in panel):
-            raise UserError(f"{rel}: panel {i} needs exactly one of 'z' (heat map) or 'rgb' (image)")
-        frames.setdefault(str(panel.get("frame", "")), []).append(panel)
-    figure_frames = []
-    for frame, members in frames.items():
-        ncols = min(columns or len(members), len(members))
-        grid = {"rows": math.ceil(len(members) / ncols), "columns": ncols, "pattern": "independent", "ygap": 0.5}
-        traces, layout = [], {"grid": grid}
-        for j, panel in enumerate(members):
-            axis = "" if j == 0 else str(j + 1)
-            where = f"{rel}: panel {panel.get('title', j)!r}"
-            if "z" in panel:
-                z = _grid(panel["z"], f"{where}: 'z'")
-                if z.ndim != 2:
-                    raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'z' must be a 2-D list")
-                trace = {"type": "heatmap", "z": _finite_or_none(z), "colorscale": "Viridis", "showscale": False}
-                layout[f"yaxis{axis}"] = {"autorange": "reversed", "scaleanchor": f"x{axis}", "visible": False, "constrain": "domain"}
-            else:
-                rgb = _grid(panel["rgb"], f"{where}: 'rgb'")
-                if rgb.ndim != 3 or rgb.shape[2] != 3:
-                    raise UserError(f"{rel}: panel {panel.get('title', j)!r}: 'rgb' must be H×W×3")
-                if not np.all((rgb >= 0) & (rgb <= 255)):
-                    raise UserError(f"{where}: 'rgb' values must be 0-255")
-                trace = {"type": "image", "z": rgb.astype(int).tolist()}
-                layout[f"yaxis{axis}"] = {"visible": False, "scaleanchor": f"x{axis}", "constrain": "domain"}
-            trace.update(xaxis=f"x{axis}", yaxis=f"y{axis}", name=str(panel.get("title", "")))
-            traces.append(trace)
-            layout[f"xaxis{axis}"] = {
-                "title": {"text": str(panel.get("title", "")), "font": {"size": 11}},
-                "side": "top",
-                "constrain": "domain",  # shrink the cell to the square image, so its title sits right on it
-                "ticks": "",
-                "showticklabels": False,
-                "showgrid": False,
-                "zeroline": False,
-            }
-        figure_frames.append({"label": frame, "traces": traces, "layout": layout})
-    return {"type": "panels", "frame_label": str(data.get("frame_label", "frame")), "frames": figure_frames}
-
-
-def _grid(value, where: str) -> np.ndarray:
-    """A nested list of numbers as an array (null becomes NaN); text or ragged rows are a UserError."""
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UserError(f"{where} must be a regular grid of numbers (equal-length rows, no text)") from None
-
-
-def _finite_or_none(z: np.ndarray) -> list:
-    return [[float(v) if math.isfinite(v) else None for v in row] for row in z]

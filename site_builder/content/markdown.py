@@ -31,6 +31,9 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from site_builder.content.citations import citations_plugin
+from site_builder.content.fence_names import fence_names_plugin
+from site_builder.content.images import images_plugin
 from site_builder.content.math import split_label
 from site_builder.errors import UserError
 
@@ -48,6 +51,10 @@ class Hooks(Protocol):
     def value(self, expr: str, line: int) -> str: ...
     def link(self, href: str, line: int) -> str: ...
     def xref(self, command: str, label: str, line: int) -> str: ...
+    def image(self, src: str, alt: str, title: str, line: int) -> str: ...
+    def cite(self, keys: list[str], narrative: bool, line: int) -> str: ...
+    def bibliography(self, body: str, line: int) -> str: ...
+    def warn(self, message: str, line: int) -> None: ...
 
 
 @dataclass
@@ -145,6 +152,8 @@ def make_parser() -> MarkdownIt:
     md.inline.ruler.before("emphasis", "data_value", _value_rule)
     md.core.ruler.after("inline", "line_numbers", _line_numbers)
     _install_rules(md)
+    for plugin in (images_plugin, citations_plugin, fence_names_plugin):  # features in their own modules
+        md.use(plugin)
     return md
 
 
@@ -264,11 +273,12 @@ def highlight_code(code: str, lang: str) -> str:
 
 
 def pygments_css() -> str:
-    """Light and dark highlighting styles for the site stylesheet."""
+    """Light and dark highlighting styles for the site stylesheet (dark: the reader's toggle, else the OS)."""
     light = HtmlFormatter(style="friendly").get_style_defs(".highlight")
-    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
-    dark = "\n".join("  " + line for line in dark.splitlines())
-    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    dark = HtmlFormatter(style="monokai")
+    chosen = dark.get_style_defs(':root[data-theme="dark"] .highlight')
+    by_os = "\n".join("  " + line for line in dark.get_style_defs(':root:not([data-theme="light"]) .highlight').splitlines())
+    return f"{light}\n{chosen}\n@media (prefers-color-scheme: dark) {{\n{by_os}\n}}\n"
 
 
 def render_markdown(doc: MarkdownDoc, hooks: Hooks) -> str:

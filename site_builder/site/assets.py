@@ -2,8 +2,9 @@
 
 Each is written once under assets/ with a content hash in its name, so browsers can cache it forever
 and a new version gets a new URL. Nothing comes from a CDN:
-- KaTeX CSS + fonts: npm's `katex` package (package.json pins the version pykatex renders with;
-  `npm ci` installs it into node_modules/). Only the woff2 fonts are shipped (every current browser
+- KaTeX CSS + fonts: npm's `katex` package (package.json pins the version pykatex renders with). A built
+  wheel carries them (setup.py copies them to site_builder/theme/vendor/katex/); a checkout reads
+  node_modules/ after `npm ci`. Only the woff2 fonts are shipped (every current browser
   reads woff2), so the CSS is rewritten to name only those.
 - Plotly: the plotly.min.js inside the installed `plotly` Python package.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from site_builder.content.markdown import pygments_css
 from site_builder.errors import UserError
-from site_builder.site.fingerprint import PROJECT_ROOT
+from site_builder.site.fingerprint import PROJECT_ROOT, THEME
 
 
 
@@ -42,18 +43,18 @@ class Assets:
 
 
 def find_katex(root: Path, version: str) -> Path:
-    """node_modules/katex/dist of the site (or of this project), checked to be KaTeX `version`."""
-    for base in (root, PROJECT_ROOT):
-        package = base / "node_modules" / "katex"
+    """KaTeX's dist/ folder, checked to be KaTeX `version`: the copy inside the installed package (a wheel
+    carries one, see setup.py), else node_modules/katex of the site or of this checkout (`npm ci`)."""
+    for package in (THEME / "vendor" / "katex", root / "node_modules" / "katex", PROJECT_ROOT / "node_modules" / "katex"):
         if (package / "package.json").exists():
             found = json.loads((package / "package.json").read_text())["version"]
             if found != version:
                 raise UserError(
-                    f"node_modules/katex is KaTeX {found} but pages are rendered with KaTeX {version}; "
-                    "run `npm ci` (package.json pins the matching version)"
+                    f"{package} holds KaTeX {found} but pages are rendered with KaTeX {version}; "
+                    "run `npm ci` (package.json pins the matching version) or reinstall site_builder"
                 )
             return package / "dist"
-    raise UserError("KaTeX's CSS and fonts are missing: run `npm ci` in the project folder (see the README)")
+    raise UserError("KaTeX's CSS and fonts are missing: reinstall site_builder from a built wheel, or run `npm ci` in its checkout (see the README)")
 
 
 def plotly_js_path() -> Path:
@@ -76,11 +77,17 @@ def katex_files(katex_dist: Path) -> dict[str, bytes]:
     return files
 
 
-def collect_assets(templates: Path, katex_dist: Path, with_plotly: bool) -> Assets:
+def theme_file(template_dirs: list[Path], rel: str) -> Path:
+    """The first of the template folders that has `rel` (a project's templates/ overrides the theme)."""
+    return next((d / rel for d in template_dirs if (d / rel).is_file()), template_dirs[-1] / rel)
+
+
+def collect_assets(template_dirs: list[Path], katex_dist: Path, with_plotly: bool) -> Assets:
     assets = Assets()
-    css = (templates / "assets" / "site.css").read_bytes() + b"\n" + pygments_css().encode()
+    css = theme_file(template_dirs, "assets/site.css").read_bytes() + b"\n" + pygments_css().encode()
     assets.add("site_css", "site.css", css)
-    assets.add("site_js", "site.js", (templates / "assets" / "site.js").read_bytes())
+    assets.add("site_js", "site.js", theme_file(template_dirs, "assets/site.js").read_bytes())
+    assets.add("reader_js", "reader.js", theme_file(template_dirs, "assets/reader.js").read_bytes())  # every page
     # KaTeX's CSS refers to fonts/… relative to itself, so its folder keeps the original names
     # and the version in the folder name does the cache busting.
     katex = katex_files(katex_dist)
@@ -90,8 +97,6 @@ def collect_assets(templates: Path, katex_dist: Path, with_plotly: bool) -> Asse
     assets.urls["katex_css"] = f"assets/katex-{version}/katex.min.css"
     if with_plotly:
         assets.add("plotly_js", "plotly.min.js", plotly_js_path().read_bytes())
-    for name in ("linked-charts.js", "explorers.css", "explorers.js"):  # issue 15; a project's own theme may lack them
-        own = templates / "assets" / name
-        data = (own if own.is_file() else PROJECT_ROOT / "templates" / "assets" / name).read_bytes()
-        assets.add(name.replace("-", "_").replace(".", "_"), name, data)
+    for name in ("linked-charts.js", "explorers.css", "explorers.js"):  # issue 15
+        assets.add(name.replace("-", "_").replace(".", "_"), name, theme_file(template_dirs, f"assets/{name}").read_bytes())
     return assets

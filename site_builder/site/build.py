@@ -74,6 +74,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
     from site_builder.site.pages import Outlines, gather_pages, number_labels
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
     from site_builder.site.search import index_search
+    from site_builder.charts.titles import missing_axis_titles
 
     builder = Builder(project, fingerprint.file_hash)
     builder.jobs = jobs
@@ -102,7 +103,7 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
         files=len(files),
         bytes=sum(len(d) for d in files.values()),
         seconds=time.perf_counter() - start,
-        warnings=builder.warnings,
+        warnings=builder.warnings + missing_axis_titles([(p.doc.path, p.text) for p in pages]),
         search_bytes=search_bytes,
         pages_rendered=builder.pages_rendered,
         formulas_rendered=builder.math.rendered,

@@ -25,6 +25,10 @@ class SiteConfig:
     """The pages' lang attribute."""
     chapters: tuple[str, ...] = ()
     """Optional chapter order by slug; chapters not listed follow, by their front matter 'order'."""
+    bibliography: str = "references.bib"
+    """The BibTeX file that `[@key]` citations are looked up in, relative to the project folder."""
+    citation_style: str = "author-year"
+    """author-year: (Balestriero and LeCun, 2025); numbered: [1], in bibliography order."""
 
 
 def load_config(root: Path) -> SiteConfig:

@@ -22,6 +22,7 @@ from site_builder.fsutil import write_bytes_atomic
 from site_builder.site.config import SiteConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+THEME = Path(__file__).resolve().parents[1] / "theme"  # the packaged default templates, CSS and JS
 BUILD_ID_FILE = ".build-id"  # in dist/: the fingerprint of the inputs it was built from
 
 
@@ -42,8 +43,13 @@ class Project:
 
     @property
     def templates(self) -> Path:
-        own = self.root / "templates"
-        return own if (own / "base.html").exists() else PROJECT_ROOT / "templates"
+        """The project's own templates/ (may not exist): files here override the theme's, one by one."""
+        return self.root / "templates"
+
+    @property
+    def template_dirs(self) -> list[Path]:
+        """Where templates and theme assets are looked up, first match wins."""
+        return [self.templates, THEME] if self.templates.is_dir() else [THEME]
 
     @property
     def cache(self) -> Path:
@@ -86,12 +92,13 @@ class Fingerprint:
         """Inputs every page depends on besides chapters and data: site.toml, templates, build code, libraries."""
         root = self.project.root
         files = [root / "site.toml"]
-        files += sorted(p for p in self.project.templates.rglob("*") if p.is_file())
+        for folder in self.project.template_dirs:
+            files += sorted(p for p in folder.rglob("*") if p.is_file())
         code = Path(site_builder.__file__).parent
         for package in ("site", "content", "charts"):
             files += sorted((code / package).glob("*.py"))
         files += [code / "fsutil.py", code / "errors.py"]
-        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)]
+        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)] + [THEME / "vendor" / "katex" / "package.json"]
         files += _third_party_files()
         return files
 

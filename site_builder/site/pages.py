@@ -177,7 +177,7 @@ def number_labels(pages: list[Page]) -> dict[str, tuple[Page, str]]:
         counters = {"eq": 0, "fig": 0, "tbl": 0}
         for label in page.doc.labels:
             counters[label.kind] += 1
-            label.number = f"{page.number}.{counters[label.kind]}" if page.number else str(counters[label.kind])
+            label.number = f"{page.number}.{counters[label.kind]}" if page.number else ""  # the home page is unnumbered
             if label.name in registry:
                 other = registry[label.name][0]
                 raise UserError(f"label '{label.name}' is already defined in {other.doc.path}", path=page.doc.path, line=label.line)

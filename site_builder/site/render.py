@@ -28,9 +28,10 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
-from site_builder.charts.figures import check_spec, sources_of
+from site_builder.charts.figures import check_spec, files_of, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
 from site_builder.content.math import MathRenderer, katex_version
+from site_builder.content.table_labels import table_html
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.explorers import explorer_html, restore_explorer_files
@@ -38,6 +39,7 @@ from site_builder.site.fingerprint import Project
 from site_builder.site.page_cache import PageCache, site_key
 from site_builder.site.pages import Link, Page
 from site_builder.site.published import published_files
+from site_builder.site.chapter_extras import ChapterExtras, restore_images
 
 
 # (character, its JSON escape): inside a <script> element these could close it or confuse parsers
@@ -77,7 +79,7 @@ def _group_attr(spec: dict) -> str:
     return f' data-group="{escape(group)}"' if group else ""
 
 
-class PageRenderer:
+class PageRenderer(ChapterExtras):
     """The markdown renderer's hooks for one page (see content.markdown.Hooks)."""
 
     def __init__(self, builder: "Builder", page: Page):
@@ -87,6 +89,9 @@ class PageRenderer:
         self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
         self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
         self.explorer_files: dict[str, str] = {}  # explorer data in dist/ -> its file in the project
+        self.images_out: list[str] = []  # image files the page publishes (site.chapter_extras)
+        self.warnings_out: list[str] = []
+        self.cited: list[str] = []  # citation keys, in order of first use
 
     def error(self, message: str, line: int) -> UserError:
         return UserError(message, path=self.path, line=line)
@@ -119,7 +124,10 @@ class PageRenderer:
             raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
         target, number = self.b.labels[label]
         kind = label.split(":", 1)[0]
-        text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        if number:
+            text = {"eq": f"({number})", "fig": f"Figure {number}", "tbl": f"Table {number}"}[kind]
+        else:  # a label on an unnumbered page (the home page)
+            text = {"eq": "the equation", "fig": "the figure", "tbl": "the table"}[kind]
         href = f"#{label}" if target is self.page else f"{target.url}#{label}"
         self.page.links.append(Link(href, line, target.url, label))
         return f'<a class="xref" href="{escape(href)}">{escape(text)}</a>'
@@ -186,7 +194,8 @@ class PageRenderer:
         title = render_inline(str(spec["title"]), self, self.path, line) if spec.get("title") else ""
         caption = render_inline(str(spec["caption"]), self, self.path, line) if spec.get("caption") else ""
         title_html = f' <span class="figure-title">{title}</span>' if title else ""
-        return f'<figcaption><span class="figure-number">{prefix}</span>{title_html} {caption}{extra}</figcaption>'
+        number_html = f'<span class="figure-number">{prefix}</span>' if prefix else ""  # none on unnumbered pages
+        return f'<figcaption>{number_html}{title_html} {caption}{extra}</figcaption>'
 
     def _pending(self, missing: list[str]) -> str:
         items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
@@ -195,11 +204,11 @@ class PageRenderer:
     def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in sources_of(check_spec(spec)).values():
+        for rel in files_of(check_spec(spec)):
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
-            caption = self._caption(f"Figure {number}", spec, line)
+            caption = self._caption(f"Figure {number}" if number else "", spec, line)
             return f'<figure class="chart-figure"{id_attr}>{self._pending(result.missing)}{caption}</figure>\n'
         self.page.charts += 1
         download = ""
@@ -211,7 +220,7 @@ class PageRenderer:
             self.data_out[csv_rel] = result.cache_key
             name = f"{self.page.slug}-figure-{self.figure_count}.csv"
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
-        caption = self._caption(f"Figure {number}", spec, line, download)
+        caption = self._caption(f"Figure {number}" if number else "", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
         height = check_spec(spec)["height"]
         controls = ""
@@ -241,18 +250,17 @@ class PageRenderer:
         )
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
-        allowed = {"id", "source", "keys", "columns", "caption", "title", "format"}
+        allowed = {"id", "source", "keys", "columns", "caption", "title", "format", "labels", "formats"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise UserError(f"table: unknown key '{unknown[0]}' (keys: {', '.join(sorted(allowed))})")
         if "source" not in spec:
             raise UserError("table: 'source' is required")
         sources = sources_of(spec)  # a path or {label: path}, every path a string
-        fmt = str(spec.get("format", ""))
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
         paths = {label: (rel, self._source(rel, line)) for label, rel in sources.items()}
         missing = [rel for rel, path in paths.values() if path is None]
-        caption = self._caption(f"Table {number}", spec, line)
+        caption = self._caption(f"Table {number}" if number else "", spec, line)
         if missing:
             return f'<figure class="table-figure"{id_attr}>{self._pending(missing)}{caption}</figure>\n'
         for key in ("keys", "columns"):
@@ -268,10 +276,10 @@ class PageRenderer:
                 raise UserError("table: several sources need 'keys' (rows from {key: value} files)")
             rel, path = next(iter(paths.values()))
             header, rows = read_table(path, rel, [str(c) for c in spec["columns"]] if "columns" in spec else None)
-        head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(v, fmt)}</td>" for v in row) + "</tr>\n" for row in rows)
+        head, body = table_html(header, rows, spec, by_row="keys" in spec, cell=_cell)
+        sortable = ' class="sortable"' if len(rows) > 1 else ""  # reader.js sorts by a header click
         return (
-            f'<figure class="table-figure"{id_attr}>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
+            f'<figure class="table-figure"{id_attr}>\n<table{sortable}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n'
             f"</table>\n{caption}\n</figure>\n"
         )
 
@@ -292,6 +300,7 @@ class Builder:
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
+        self.notes: list[str] = []  # other warnings ("chapter:line: ..."), e.g. an image without alt text
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
@@ -305,14 +314,14 @@ class Builder:
         for (page_path, rel), lines in self.pending.items():
             more = f" (and {len(lines) - 1} more uses)" if len(lines) > 1 else ""
             out.append(f"{page_path}:{lines[0]}: pending: exports/{rel} does not exist yet{more}")
-        return out
+        return out + self.notes
 
     def chart(self, spec: dict):
         return self.charts.chart(spec)
 
     def numbered_tex(self, tex: str, label: str | None) -> str:
         """A display formula's TeX with its equation number, if it has a label."""
-        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label else tex
+        return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label and self.labels[label][1] else tex
 
     def formulas(self, page: Page) -> list[tuple[str, bool]]:
         """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
@@ -347,7 +356,8 @@ def check_links(pages: list[Page]) -> None:
 def _render_page(builder: Builder, page: Page) -> dict:
     """Render one page's article; returns its render-cache entry (without key, assets and html)."""
     renderer = PageRenderer(builder, page)
-    page.body = render_markdown(page.parsed(), renderer)
+    page.body = render_markdown(page.parsed(), renderer) + renderer.end_matter()
+    builder.notes += renderer.warnings_out
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
     return {
@@ -360,6 +370,8 @@ def _render_page(builder: Builder, page: Page) -> dict:
         "data_out": renderer.data_out,
         "explorers": page.explorers,
         "explorer_files": renderer.explorer_files,
+        "images": renderer.images_out,
+        "warnings": renderer.warnings_out,
     }
 
 
@@ -375,6 +387,8 @@ def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
     restore_explorer_files(builder, entry)
     for rel, lines in entry["pending"]:
         builder.pending[(page.doc.path, rel)] = list(lines)
+    restore_images(builder, entry.get("images", []))
+    builder.notes += entry.get("warnings", [])
     for csv_rel, key in entry["data_out"].items():
         builder.charts.used.add(key)
         builder.data_out[csv_rel] = builder.charts.csv(key)
@@ -400,10 +414,10 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
     for page in pages:
         builder.data_files.update(entries[page.slug]["data"])
     check_links(pages)
-    assets = collect_assets(project.templates, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
+    assets = collect_assets(project.template_dirs, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.templates),
+        loader=jinja2.FileSystemLoader(project.template_dirs),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -182,7 +182,7 @@ class DevServer:
         return self.url
 
     def watched(self) -> list[Path]:
-        paths = [self.project.content, self.project.exports, self.project.templates, self.root / "site.toml"]
+        paths = [self.project.content, self.project.exports, *self.project.template_dirs, self.root / "site.toml"]
         return [p for p in paths if p.exists()]
 
     def watch(self) -> None:

@@ -13,37 +13,11 @@ torchvision, all deliberate and recorded in the run config:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
+from site_builder.train.config import AugConfig
 from site_builder.train.data import MEAN, STD
-
-
-@dataclass
-class AugConfig:
-    global_views: int = 2
-    local_views: int = 6
-    global_size: int = 32
-    local_size: int = 16
-    global_scale: tuple[float, float] = (0.3, 1.0)
-    local_scale: tuple[float, float] = (0.05, 0.3)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    color_strength: float = 1.0  # multiplies brightness, contrast, saturation and hue together
-    gray_p: float = 0.2
-    blur_p: float = 0.2
-    blur_sigma: tuple[float, float] = (0.1, 1.0)
-    solarize_p: float = 0.2
-
-    def to_dict(self) -> dict:
-        return {f"aug/{k}": (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
 def _uniform(n, lo, hi, device, gen):

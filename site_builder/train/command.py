@@ -39,9 +39,7 @@ SIZES = {
 
 def _config_fields():
     """(dest, section, field) for every configurable field: TrainConfig's, then ViTConfig's and AugConfig's."""
-    from site_builder.train.augment import AugConfig
-    from site_builder.train.model import ViTConfig
-    from site_builder.train.trainer import TrainConfig
+    from site_builder.train.config import AugConfig, TrainConfig, ViTConfig
 
     for section, cls in ((None, TrainConfig), ("model", ViTConfig), ("aug", AugConfig)):
         hints = typing.get_type_hints(cls)
@@ -87,9 +85,7 @@ def _md5_overrides(items: list[str]) -> dict:
 
 def build_config(args: argparse.Namespace):
     """Defaults (the dataclasses), then the run-name and size presets, then the flags given explicitly."""
-    from site_builder.train.augment import AugConfig
-    from site_builder.train.model import ViTConfig
-    from site_builder.train.trainer import TrainConfig
+    from site_builder.train.config import AugConfig, TrainConfig, ViTConfig
 
     preset = PRESETS.get(args.name, {})
     if args.objective is None and not preset:

@@ -8,26 +8,11 @@ column), so the same weights run at any input size that is a multiple of the pat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class ViTConfig:
-    patch_size: int = 4
-    width: int = 512
-    depth: int = 6
-    heads: int = 8
-    mlp_ratio: float = 4.0
-    in_chans: int = 3
-    rope_base: float = 100.0  # base of the rotary frequencies; grid coordinates are patch indices
-    drop_path: float = 0.0  # stochastic depth: the last block drops its residual branches with this rate
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from site_builder.train.config import ViTConfig
 
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
@@ -149,14 +134,39 @@ class ViT(nn.Module):
         return torch.stack(maps)
 
 
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics are those of the global batch when several processes train
+    together (an autograd-aware all-reduce of the sums), on any backend (PyTorch's SyncBatchNorm needs a
+    GPU); a plain BatchNorm1d otherwise. Same parameters and buffers, so checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        import torch.distributed.nn.functional as dist_fn
+
+        x = x.float()
+        count = x.new_full((1,), float(x.shape[0]))
+        sums = dist_fn.all_reduce(torch.cat([x.sum(0), count]))
+        n = sums[-1]
+        mean = sums[:-1] / n
+        var = dist_fn.all_reduce((x - mean).square().sum(0)) / n  # two passes: no cancellation
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), self.momentum)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
 class Projector(nn.Module):
     """MLP head on the backbone embedding (as in LeJEPA's minimal example): Linear-BN-GELU x2, Linear."""
 
     def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 64):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
+            nn.Linear(in_dim, hidden), GlobalBatchNorm1d(hidden), nn.GELU(),
+            nn.Linear(hidden, hidden), GlobalBatchNorm1d(hidden), nn.GELU(),
             nn.Linear(hidden, out_dim),
         )
 

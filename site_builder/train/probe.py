@@ -23,18 +23,8 @@ import torch.nn.functional as F
 
 from dataclasses import dataclass
 
+from site_builder.train.config import PROBE_RECIPE  # noqa: F401  (re-exported for analyze)
 from site_builder.train.data import normalize
-
-PROBE_RECIPE = {
-    "probe/features": "cls+mean_patch",
-    "probe/lr": 1e-3,
-    "probe/weight_decay": 1e-4,
-    "probe/batch_size": 1024,
-    "probe/epochs": 100,
-    "probe/schedule": "cosine",
-    "probe/seed": 0,
-}
-
 
 @torch.no_grad()
 def extract_features(model, images_u8: torch.Tensor, device="cpu", batch_size: int = 1000,

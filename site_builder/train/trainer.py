@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,90 +19,14 @@ from torch import nn
 
 from site_builder.errors import UserError
 from site_builder.train import objectives
-from site_builder.train.augment import AugConfig, make_views
+from site_builder.train.augment import make_views
 from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
 from site_builder.train.data import load_cifar100, normalize, validation_split
-from site_builder.train.model import Projector, ViT, ViTConfig, count_params
-from site_builder.train.probe import PROBE_RECIPE, evaluate_representation, split_features
+from site_builder.train.config import TrainConfig
+from site_builder.train.model import Projector, ViT, count_params
+from site_builder.train.probe import evaluate_representation, split_features
 
 OBJECTIVES = ("lejepa", "infonce")
-
-
-def _opt(default, help: str, **kw):
-    """A TrainConfig field with its command-line help (the flags of `train` are generated from these)."""
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class TrainConfig:
-    """Every choice of a training run; `train`'s flags and their defaults are generated from these fields
-    (and from ViTConfig's and AugConfig's), so a default is written once, here."""
-
-    run: str = _opt("", "run name (presets set the objective and lambda)", flag=False)
-    data: str = _opt("", "CIFAR-100 folder: the npz shards or cifar-100-python.tar.gz", flag=False)
-    objective: str = _opt("lejepa", "lejepa or infonce", choices=("lejepa", "infonce"))
-    lam: float = _opt(0.02, "LeJEPA lambda: loss = lam * SIGReg + (1 - lam) * invariance")
-    epochs: int = _opt(40, "epochs over the training images (the validation images held out)")
-    batch_size: int = _opt(256, "images per step over all processes")
-    lr: float = _opt(1e-3, "peak learning rate (AdamW), for the batch size given")
-    weight_decay: float = _opt(0.05, "AdamW weight decay of backbone and projector")
-    warmup_epochs: float = _opt(3.0, "linear warm-up, then cosine decay")
-    min_lr_ratio: float = _opt(1e-3, "final learning rate / peak")
-    proj_dim: int = _opt(64, "projector output size (the dimension SIGReg tests)")
-    proj_hidden: int = _opt(2048, "projector hidden width")
-    num_slices: int = _opt(1024, "SIGReg: random directions per step")
-    knots: int = _opt(17, "SIGReg: quadrature knots on [0, t_max]")
-    t_max: float = _opt(3.0, "SIGReg: upper end of the integration range")
-    temperature: float = _opt(0.2, "InfoNCE temperature")
-    probe_lr: float = _opt(1e-3, "online probe learning rate")
-    probe_weight_decay: float = _opt(1e-7, "online probe weight decay")
-    final_probe_weight_decays: tuple[float, ...] = _opt(
-        (1e-4, 1e-3, 1e-2), "final linear probe: weight decays tried; the best on the validation split is kept")
-    val_per_class: int = _opt(50, "validation images held out of the training set per class")
-    val_seed: int = _opt(0, "seed of the validation hold-out (the same for every run of a comparison)")
-    eval_test: bool = _opt(False, "a final model: score the test split (once, at the end); sweep runs never do")
-    seed: int = _opt(0, "seed of initialisation, data order and augmentations")
-    device: str = _opt("cuda", "cuda or cpu")
-    compile: bool = _opt(True, "torch.compile the model and the loss (CUDA only)")
-    log_every: int = _opt(50, "steps between metric flushes to wandb")
-    ckpt_every: int = _opt(10, "epochs between resumable checkpoints")
-    time_limit_min: float = _opt(0.0, "stop (resumably) after the epoch that passes this many minutes; 0 = none")
-    out: str = _opt("checkpoints", "checkpoint root")
-    wandb_dir: str = _opt(".", "folder in which wandb/ offline runs are written")
-    wandb: bool = _opt(True, "log to wandb (offline)")
-    md5: dict = _opt(None, "expected md5s of derived data sets", flag=False)
-    limit_train: int = _opt(0, "use only the first N training images (tests); 0 = all")
-    model: ViTConfig = field(default_factory=ViTConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
-
-    def __post_init__(self):
-        self.md5 = self.md5 or {}
-
-    # Not part of what a run *is*: excluded from the logged config and from the resume check.
-    RUNTIME = ("md5", "device", "compile", "out", "wandb_dir", "wandb", "log_every", "ckpt_every",
-               "time_limit_min", "data")
-
-    def flat(self) -> dict:
-        """The run config as logged to wandb: flat, slash-named keys, every choice written down."""
-        skip = {"model", "aug", *self.RUNTIME}
-        out = {f"train/{k}": (list(v) if isinstance(v, tuple) else v)
-               for k, v in asdict(self).items() if k not in skip}
-        out.update({f"model/{k}": v for k, v in self.model.to_dict().items()})
-        out.update(self.aug.to_dict())
-        out.update(PROBE_RECIPE)
-        out.update({
-            "probe/weight_decay": "best on validation of train/final_probe_weight_decays",
-            "model/name": f"ViT (width {self.model.width}, depth {self.model.depth}, patch {self.model.patch_size}), "
-                          "2D RoPE, CLS token, pre-norm",
-            "model/projector": f"{self.model.width}-{self.proj_hidden}-{self.proj_hidden}-{self.proj_dim} (BN, GELU)",
-            "train/optimizer": "AdamW (fused), cosine schedule after linear warm-up, bf16 autocast",
-            "train/loss": ("lam * SIGReg + (1 - lam) * invariance" if self.objective == "lejepa"
-                           else "multi-view InfoNCE (SimCLR-style)"),
-            "sigreg/slices": self.num_slices, "sigreg/knots": self.knots, "sigreg/t_range": [0.0, self.t_max],
-            "online_probe": "LayerNorm + Linear on detached CLS of the global views, AdamW, validation top-1",
-            "data/set": "CIFAR-100 (official 50,000 train / 10,000 test)",
-        })
-        return out
 
 
 class Student(nn.Module):
@@ -203,8 +126,6 @@ class Trainer:
         self.model = ViT(cfg.model).to(dev)
         self.projector = Projector(cfg.model.width, cfg.proj_hidden, cfg.proj_dim).to(dev)
         self.probe = nn.Sequential(nn.LayerNorm(cfg.model.width), nn.Linear(cfg.model.width, 100)).to(dev)
-        if self.setup.world > 1 and dev.type == "cuda":
-            self.projector = nn.SyncBatchNorm.convert_sync_batchnorm(self.projector)
         self.student = Student(self.model, self.projector, self.probe)
         self.opt = torch.optim.AdamW(
             [{"params": list(self.model.parameters()) + list(self.projector.parameters())},
@@ -273,21 +194,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
-        cfg, a = self.cfg, self.cfg.aug
         self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
-        labels = self.train_y[idx]
-        glob, loc = make_views(self.train_x[idx], a, self.aug_gen)
-        dev_type = self.setup.device.type
-        with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
-            z, probe_logits = self.step_module(glob, loc)
-        z = z.view(a.global_views + a.local_views, len(idx), -1)
-        loss, metrics = self.objective(z, self.step)
-        probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
-        self.opt.zero_grad(set_to_none=True)
-        (loss + probe_loss).backward()
-        self.opt.step()
-        metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
-        return metrics
+        glob, loc = make_views(self.train_x[idx], self.cfg.aug, self.aug_gen)
+        return train_step(self.step_module, self.opt, self.objective, glob, loc, self.train_y[idx], self.step)
 
     @torch.no_grad()
     def online_probe_accuracy(self) -> torch.Tensor:
@@ -403,6 +312,25 @@ class Trainer:
             xte, yte = load_cifar100(cfg.data, "test", cfg.md5.get("test"))
             test = split_features(self.model, torch.from_numpy(xte).to(dev), torch.from_numpy(yte), dev, size)
         return evaluate_representation(train, val, test, weight_decays=cfg.final_probe_weight_decays, device=dev)
+
+
+def train_step(step_module: nn.Module, opt: torch.optim.Optimizer, objective: "Objective", glob: torch.Tensor,
+               loc: torch.Tensor | None, labels: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    """One optimisation step on this process's views (view-major: V x B images). Under DDP the gradients
+    are averaged over processes, and SIGReg / InfoNCE see the global batch, so N processes with B images
+    each step like one process with N x B (tests/test_train_ddp.py checks it)."""
+    a = objective.cfg.aug
+    dev_type = glob.device.type
+    with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
+        z, probe_logits = step_module(glob, loc)
+    z = z.view(a.global_views + a.local_views, len(labels), -1)
+    loss, metrics = objective(z, step)
+    probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
+    opt.zero_grad(set_to_none=True)
+    (loss + probe_loss).backward()
+    opt.step()
+    metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
+    return metrics
 
 
 class Objective:

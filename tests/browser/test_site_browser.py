@@ -22,23 +22,28 @@ def scroll_through(page):
         chart.scroll_into_view_if_needed()
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))",
+        "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))",
         timeout=10000,
     )
 
 
 def expected_traces(page) -> list[int]:
-    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series."""
+    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series; a panels grid
+    draws one canvas per model and image, plus a row of input pictures when it has them."""
     figures = page.evaluate(
         "Array.from(document.querySelectorAll('.chart .chart-data')).map(s => JSON.parse(s.textContent))"
     )
     per_series = {"line": 2, "scatter": 2, "bar": 1}
-    return [len(f["frames"][0]["traces"]) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
+    def panels(f):
+        return (len(f["rows"]) + (1 if f["inputs"] else 0)) * len(f["images"])
+
+    return [panels(f) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
 
 
 def drawn_traces(page) -> list[int]:
     return page.evaluate(
-        "Array.from(document.querySelectorAll('.chart .chart-plot')).map(p => p.data ? p.data.length : -1)"
+        "Array.from(document.querySelectorAll('.chart .chart-plot')).map(p => p.data ? p.data.length"
+        " : p.dataset.panels ? p.querySelectorAll('.panel-cell canvas').length : -1)"
     )
 
 
@@ -126,17 +131,38 @@ def test_smoothing_slider_and_log_y(built_fixture_site, serve, browser_page):
     visit.assert_clean()
 
 
-def test_panels_frame_slider(built_fixture_site, serve, browser_page):
-    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+def pixel(page, selector: str, fx: float, fy: float) -> list[int]:
+    """RGB of a canvas at a fraction (fx, fy) of its width and height."""
+    return page.evaluate(
+        f"""(() => {{ const c = document.querySelector({selector!r});
+        const d = c.getContext('2d').getImageData(Math.floor(c.width * {fx}), Math.floor(c.height * {fy}), 1, 1).data;
+        return [d[0], d[1], d[2]]; }})()"""
+    )
+
+
+def test_panels_grid_slider_view_and_enlarge(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html", viewport=(390, 800))
     page = visit.page
     scroll_through(page)
-    panels = "document.querySelector('#fig\\\\:attention .chart-plot')"
-    first = page.evaluate(f"{panels}.data[0].z")
-    assert first == [[0.1, 0.9], [0.5, 0.2]]
-    assert page.evaluate(f"{panels}.data.map(t => t.type)") == ["heatmap", "image"]
+    cell = "#fig\\:attention .panel-cell canvas"
+    box = page.locator(cell).bounding_box()
+    assert box["width"] >= 96 and box["height"] >= 96  # readable on a phone
+    assert page.evaluate(f"getComputedStyle(document.querySelector({cell!r})).imageRendering") == "pixelated"
+    # frame 1 of 'head 1' is [[0.1, 0.9], [0.5, 0.2]]: its own range, viridis from dark purple to yellow
+    assert pixel(page, cell, 0.25, 0.25) == [68, 1, 84]
+    assert pixel(page, cell, 0.75, 0.25) == [253, 231, 37]
     page.locator("#fig\\:attention .js-frame").fill("1")
-    assert page.evaluate(f"{panels}.data[0].z") == [[0.3, 0.3], [0.1, 0.7]]
-    assert page.locator("#fig\\:attention output").inner_text() == "2"
+    assert page.locator("#fig\\:attention .js-frame + output").inner_text() == "2"
+    # frame 2 is [[0.3, 0.3], [0.1, 0.7]]: top left is a third of the way up its range
+    assert pixel(page, cell, 0.25, 0.25) == [50, 103, 139]
+    page.locator("#fig\\:attention .js-view").select_option("PCA")
+    assert pixel(page, cell, 0.25, 0.75) == [1, 2, 3]  # the image of frame 2, drawn exactly
+    page.locator("#fig\\:attention .panel-cell").click()
+    dialog = page.locator("dialog.panel-dialog[open]")
+    assert "layer 2" in dialog.inner_text() and "PCA" in dialog.inner_text()
+    assert dialog.locator("canvas").bounding_box()["width"] >= 300
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.querySelector('dialog.panel-dialog')")
     visit.assert_clean()
 
 
@@ -179,7 +205,7 @@ def test_printing_draws_every_chart(built_fixture_site, serve, browser_page):
     page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
     assert drawn_traces(page)[-1] == -1  # far below, not drawn yet
     page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
-    page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot'))")
+    page.wait_for_function("Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))")
     assert drawn_traces(page) == expected_traces(page)
     visit.assert_clean()
 

@@ -1,0 +1,236 @@
+"""Numbers the report derives by calculation rather than by measurement, written with their derivation.
+
+    python -m site_builder.report_numbers      # -> exports/derived/report_numbers.json and .csv
+
+The JSON is a flat {name: value} file, so chapters print a value with
+`{{ derived/report_numbers.json#sigreg_null | .2f }}`; the CSV beside it holds the same values with
+the derivation of each (`name,value,derivation`). Inputs are
+the committed exports (run configs, attention metrics, the draft's quoted table), so the file is
+regenerated, never edited, when they change. Nothing here needs torch; tests check each number against
+an independent computation (torch modules, Monte Carlo with the training code's own SIGReg).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from site_builder.fsutil import write_bytes_atomic
+
+EXPORTS = Path("exports")
+MID_RANGE = slice(25, 500)  # the middle of a 512-value spectrum: past the first few, before the LayerNorm's last
+TABLE5_MODELS = ("ResNet-18", "ResNet-34", "ConvNeXtV2-Nano", "ResNeXt-26ts", "Swin-Tiny")
+DRAFT_GAP = 6.0  # percentage points: the author's draft, "about 6 % lower" than the paper's ViT-L
+OUTPUT = "derived/report_numbers"  # .json (values) and .csv (values with derivations)
+
+
+@dataclass(frozen=True)
+class ViT:
+    """A standard ViT backbone (timm's VisionTransformer without its classifier head)."""
+
+    width: int
+    depth: int
+    patch: int
+    image: int
+    mlp_ratio: float = 4.0
+    position_embedding: bool = True  # learned, one per patch and one for CLS; ours uses RoPE instead
+
+
+def vit_params(vit: ViT) -> int:
+    """Parameters of patch embedding, CLS token, position embedding, blocks and final LayerNorm.
+
+    A pre-norm block has two LayerNorms (4d), the qkv and output projections (4d² + 4d) and the MLP
+    (2·r·d² + r·d + d)."""
+    d, hidden = vit.width, int(vit.width * vit.mlp_ratio)
+    tokens = (vit.image // vit.patch) ** 2 + 1
+    block = 4 * d + (4 * d * d + 4 * d) + (2 * d * hidden + hidden + d)
+    patch_embed = vit.patch * vit.patch * 3 * d + d
+    position = tokens * d if vit.position_embedding else 0
+    return patch_embed + d + position + vit.depth * block + 2 * d
+
+
+# the paper's ViTs, at the configurations timm names them by (vit_tiny_patch8_224, ...); width, depth
+PAPER_VITS = {
+    "ViT-Tiny/8": ViT(192, 12, 8, 224),
+    "ViT-Small/8": ViT(384, 12, 8, 224),
+    "ViT-L/14": ViT(1024, 24, 14, 224),
+    "ViT-H/14": ViT(1280, 32, 14, 224, mlp_ratio=5120 / 1280),
+    "ViT-Tiny/16": ViT(192, 12, 16, 224),
+    "ViT-Small/16": ViT(384, 12, 16, 224),
+}
+
+
+def collapse_free_cosine_floor(n: int, heads: int, entropy: float, max_attention: float) -> tuple[float, float]:
+    """(lowest mean pairwise cosine similarity of `heads` attention maps over `n` patches, largest Σp²).
+
+    For unit vectors u_h = p_h/‖p_h‖ with non-negative entries, the mean pairwise cosine is
+    (‖Σu_h‖² − H)/(H(H−1)), and ‖Σu_h‖ ≥ Σ u_h·1/√n = Σ 1/(√n‖p_h‖). So the cosine is smallest when
+    every ‖p_h‖² = Σp² is as large as a distribution with that entropy and that maximum allows. The
+    largest Σp² is found among distributions with at most three distinct values (k entries at the
+    maximum, a at u, the rest at v), which is where a Lagrangian stationary point lies."""
+    best = 0.0
+    for k in range(0, int(1 / max_attention) + 1):
+        for a in range(1, n - k):
+            rest = n - k - a
+            mass = 1 - k * max_attention
+
+            def dist(u: float) -> np.ndarray:
+                v = (mass - a * u) / rest
+                return np.array([max_attention] * k + [u] * a + [v] * rest)
+
+            lo, hi = mass / (n - k), min(max_attention, mass / a)  # u from uniform to its largest
+            if hi <= lo:
+                continue
+            if _entropy(dist(lo)) < entropy:
+                continue
+            if _entropy(dist(hi)) >= entropy:
+                best = max(best, float((dist(hi) ** 2).sum()))
+                continue
+            for _ in range(60):  # entropy falls as u rises: bisect to the constraint
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if _entropy(dist(mid)) >= entropy else (lo, mid)
+            best = max(best, float((dist(lo) ** 2).sum()))
+    c = 1 / math.sqrt(n * best)
+    return ((heads * c) ** 2 - heads) / (heads * (heads - 1)), best
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def sigreg_null(knots: int, t_max: float) -> float:
+    """Expected SIGReg of a batch drawn from N(0, 1) with the training code's quadrature.
+
+    For an i.i.d. sample of the target, E|φ̂_N(t) − φ₀(t)|² = (1 − e^{−t²})/N, so N·E|·|² does not
+    depend on N: the sum is the quadrature of ∫(1 − e^{−t²})e^{−t²/2}dt (≈ 1.06 exactly)."""
+    t = np.linspace(0, t_max, knots)
+    weights = np.full(knots, t_max / (knots - 1))
+    weights[0] = weights[-1] = weights[0] / 2
+    return float((2 * weights * np.exp(-t**2 / 2) * (1 - np.exp(-t**2))).sum())
+
+
+def sigreg_collapsed(knots: int, t_max: float) -> float:
+    """SIGReg per image of a batch collapsed to the origin, with the same quadrature (times B)."""
+    t = np.linspace(0, t_max, knots)
+    weights = np.full(knots, t_max / (knots - 1))
+    weights[0] = weights[-1] = weights[0] / 2
+    return float((2 * weights * np.exp(-t**2 / 2) * (1 - np.exp(-t**2 / 2)) ** 2).sum())
+
+
+def cube_excess_kurtosis(k: int) -> float:
+    """Excess kurtosis of a·x for x uniform on {−1, 1}^K and a uniform on the unit sphere, averaged
+    over a: −2Σa_i⁴, whose mean is −2·3/(K+2)."""
+    return -6 / (k + 2)
+
+
+def theorem5_factor(slices: int, k: int, alpha: float = 1.0) -> float:
+    """The paper's Theorem 5 rate M^(−2α/(K−1)) at M slices in K dimensions (α: smoothness)."""
+    return slices ** (-2 * alpha / (k - 1))
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
+    config = json.loads((exports / "runs/lejepa-nano-c100/config.json").read_text())
+    knots, t_max = int(config["train/knots"]), float(config["train/t_max"])
+    dim, slices, batch = int(config["train/proj_dim"]), int(config["train/num_slices"]), int(config["train/batch_size"])
+    rows: list[tuple[str, float, str]] = [
+        ("sigreg_null", sigreg_null(knots, t_max),
+         f"expected SIGReg of a batch drawn from N(0, I): {knots} knots on [0, {t_max:g}], any batch size"),
+        ("sigreg_collapsed_per_image", sigreg_collapsed(knots, t_max), "SIGReg of a batch collapsed to the origin, divided by B"),
+        ("sigreg_collapsed", batch * sigreg_collapsed(knots, t_max), f"the same times the batch of {batch}"),
+        ("cube_excess_kurtosis", cube_excess_kurtosis(dim), f"mean excess kurtosis of random 1-D projections of the ±1 cube in K = {dim} dimensions"),
+        ("theorem5_factor", theorem5_factor(slices, dim), f"M^(-2/(K-1)) at M = {slices} slices, K = {dim}, α = 1"),
+        ("theorem5_slices_to_halve", 2 ** ((dim - 1) / 2), f"slices M for which M^(-2/(K-1)) = 1/2 at K = {dim}, α = 1"),
+    ]
+    draft = {r["input"]: r for r in _csv_rows(exports / "reference/draft_attention_metrics.csv") if r["model"] == "nano (author)"}
+    nano = draft["32x32"]
+    floor, sum_sq = collapse_free_cosine_floor(int(nano["patches"]), 8, float(nano["entropy"]), float(nano["max_attention"]))
+    rows += [
+        ("draft_cosine_floor", floor,
+         "lowest mean pairwise cosine of 8 attention maps over 64 patches with the draft's entropy and max attention (32x32)"),
+        ("draft_largest_sum_sq", sum_sq, "largest Σp² of one map under those two constraints"),
+    ]
+    for r in _csv_rows(exports / "reference/draft_attention_metrics.csv"):
+        key = {"32x32": "draft_nano_32", "64x64 extrapolated": "draft_nano_64", "224x224": "draft_older_224"}[r["input"]]
+        rows.append((f"{key}_focus", float(r["max_attention"]) * int(r["patches"]), f"max attention × N for the draft's {r['model']} at {r['input']}"))
+    for run in ("lejepa-nano-c100", "lejepa-nano-c100-lambda0", "infonce-nano-c100", "random-init"):
+        for r in _csv_rows(exports / f"figures/{run}/attention_metrics.csv"):
+            rows.append((f"{run}_{r['resolution']}_focus", float(r["max_attention"]) * int(r["patches"]),
+                         f"max attention × N, {run}, {r['resolution']}×{r['resolution']} input (attention_metrics.csv)"))
+        meta = json.loads((exports / f"figures/{run}/meta.json").read_text())
+        backbone = meta["embedding"]["backbone"]
+        rows.append((f"{run}_effective_rank", float(backbone["effective_rank"]),
+                     f"effective rank of the backbone CLS representation, {run} (figures/{run}/meta.json)"))
+        for stat in ("mean", "std"):
+            rows.append((f"{run}_projection_{stat}", float(backbone[f"projection_{stat}"]),
+                         f"{stat} of the random 1-D projections of the CLS representation, {run} (figures/{run}/meta.json)"))
+    spectra = {run: [float(r["singular_value"]) for r in _csv_rows(exports / f"figures/{run}/spectrum.csv")]
+               for run in ("lejepa-nano-c100", "infonce-nano-c100")}
+    ratio = np.array(spectra["infonce-nano-c100"][MID_RANGE]) / np.array(spectra["lejepa-nano-c100"][MID_RANGE])
+    where = f"singular values {MID_RANGE.start + 1} to {MID_RANGE.stop} of {len(spectra['lejepa-nano-c100'])}"
+    rows += [("spectrum_infonce_over_lejepa_min", float(ratio.min()), f"smallest ratio InfoNCE / LeJEPA of the normalised spectra, {where}"),
+             ("spectrum_infonce_over_lejepa_max", float(ratio.max()), f"largest ratio InfoNCE / LeJEPA of the normalised spectra, {where}")]
+    paper = {(r["model"], r["protocol"]): float(r["top1"]) for r in _csv_rows(exports / "reference/lejepa_paper_results.csv")}
+    table5 = [v for (model, protocol), v in paper.items() if model in TABLE5_MODELS]
+    vit_l = paper[("ViT-L", "linear (frozen), all labels")]
+    summary = json.loads((exports / "runs/lejepa-nano-c100/summary.json").read_text())
+    top1 = 100 * float(summary["final_probe/test_top1"])
+    rows += [
+        ("draft_implied_top1", vit_l - DRAFT_GAP, f"the paper's ViT-L on CIFAR-100 ({vit_l} %, Table 2) minus the draft's 'about {DRAFT_GAP:g} %' gap, in %"),
+        ("gap_to_vit_l", vit_l - top1, "ViT-L transfer (Table 2) minus our LeJEPA final probe, percentage points"),
+        ("gap_to_table5_best", max(table5) - top1, "best in-domain CIFAR-100 row of Table 5 minus ours, percentage points"),
+        ("gap_to_table5_worst", min(table5) - top1, "lowest in-domain CIFAR-100 row of Table 5 (Swin-Tiny) minus ours, percentage points"),
+        ("table5_best", max(table5), "best in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
+        ("table5_worst", min(table5), "lowest in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
+    ]
+    ours = vit_params(ViT(int(config["model/width"]), int(config["model/depth"]), int(config["model/patch_size"]), 32,
+                          float(config["model/mlp_ratio"]), position_embedding=False))
+    rows.append(("params_vit_nano", ours, "our ViT-nano backbone, counted with the same formula (RoPE: no position embedding)"))
+    for name, vit in PAPER_VITS.items():
+        rows.append((f"params_{name}", vit_params(vit), f"standard {name} at {vit.image} px: width {vit.width}, depth {vit.depth}, patch {vit.patch}, MLP ratio {vit.mlp_ratio:g}, learned position embedding, no head"))
+    rows.append(("nano_over_tiny16", ours / vit_params(PAPER_VITS["ViT-Tiny/16"]), "ViT-nano parameters / ViT-Tiny parameters"))
+    rows.append(("nano_over_small16", ours / vit_params(PAPER_VITS["ViT-Small/16"]), "ViT-nano parameters / ViT-Small parameters"))
+    sweep = exports / "sweeps" / "sweep-20ep" / "sweep.csv"
+    if sweep.exists():
+        best = {}
+        for r in _csv_rows(sweep):
+            best[r["objective"]] = max(best.get(r["objective"], 0.0), float(r["val_top1"]))
+        if {"lejepa", "infonce"} <= best.keys():
+            rows.append(("sweep_infonce_minus_lejepa_best", 100 * (best["infonce"] - best["lejepa"]),
+                         "best InfoNCE minus best LeJEPA validation top-1 in sweeps/sweep-20ep, percentage points"))
+    return rows
+
+
+def to_csv(rows: list[tuple[str, float, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["name", "value", "derivation"])
+    for name, value, how in rows:
+        writer.writerow([name, f"{value:.10g}", how])
+    return out.getvalue().encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    exports = Path(argv[0]) if argv else EXPORTS
+    rows = compute(exports)
+    write_bytes_atomic(exports / f"{OUTPUT}.csv", to_csv(rows))
+    values = {name: float(f"{value:.10g}") for name, value, _ in rows}
+    write_bytes_atomic(exports / f"{OUTPUT}.json", (json.dumps(values, indent=1) + "\n").encode())
+    print(f"wrote {exports / OUTPUT}.json and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
