@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from site_builder.analyze import pipeline
-from site_builder.analyze.pipeline import METRIC_COLUMNS, PANEL_INDICES
+from site_builder.analyze.options import METRIC_COLUMNS, PANEL_INDICES, Options, Result
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +49,9 @@ def _indices(text: str) -> tuple[int, ...]:
 
 
 def run(args) -> int:
-    opts = pipeline.Options(
+    from site_builder.analyze import pipeline  # torch: only when the command runs
+
+    opts = Options(
         checkpoint=None if args.random_init else args.checkpoint, data=args.data, out=args.out, name=args.name,
         device=args.device, images=args.images, embeddings=args.embeddings, probe=args.probe, explorers=args.explorers,
         explorer_resolution=args.explorer_resolution, seed=args.seed,
@@ -63,7 +64,7 @@ def run(args) -> int:
     return 0
 
 
-def _print_summary(r: pipeline.Result) -> None:
+def _print_summary(r: Result) -> None:
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items() if k != "total")
     print(f"{r.target}: written on {r.device} in {r.seconds['total']:.1f} s" + (f" ({parts})" if parts else ""))
     header = ["resolution", *METRIC_COLUMNS[:5]]

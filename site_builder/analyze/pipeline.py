@@ -33,7 +33,6 @@ import math
 import re
 import subprocess
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,51 +42,16 @@ import torch
 import torch.nn.functional as F
 
 from site_builder.analyze import explorers, figures, metrics
+from site_builder.analyze.options import METRIC_COLUMNS, PANEL_INDICES, Options, Result  # noqa: F401 (re-exported)
 from site_builder.errors import UserError
 from site_builder.fsutil import json_bytes, staged_dir
 
 # CIFAR-100 test indices of the panel (test image i has fine label i % 100): fox (34), chimpanzee (21),
 # bear (3), bicycle (8), motorcycle (48), pickup truck (58), each a clear, centred example.
-PANEL_INDICES = (34, 121, 403, 408, 348, 58)
 RESOLUTIONS = (32, 64)
 PROJECTION_DIRECTIONS = 64
 CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code change here
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one folder under --out, never a path
-
-
-@dataclass
-class Options:
-    """What to analyze and how; `checkpoint` None means a freshly initialised ViT-nano seeded by `seed`."""
-
-    checkpoint: Path | None
-    data: Path
-    out: Path | None = None  # default: exports/figures, or exports/explorers with `explorers`
-    name: str | None = None
-    device: str = "auto"
-    images: tuple[int, ...] = PANEL_INDICES
-    embeddings: int = 1024
-    probe: bool = False
-    explorers: bool = False  # instead: the explorers' files (explorers.py) of all 10,000 test images
-    explorer_resolution: int = 32  # input size of the explorers' forward passes (224 for a ViT-S/16)
-    seed: int = 0
-    force: bool = False
-
-    @property
-    def random_init(self) -> bool:
-        return self.checkpoint is None
-
-
-@dataclass
-class Result:
-    target: Path
-    cache_key: str
-    cached: bool  # True: the folder was up to date and nothing was computed
-    device: str = ""
-    table: list[dict] = field(default_factory=list)  # attention metrics, one row per resolution
-    embedding: dict = field(default_factory=dict)
-    probe: dict | None = None
-    explorers: dict | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 
@@ -219,7 +183,6 @@ def csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return out.getvalue().encode()
 
 
-METRIC_COLUMNS = ["entropy", "sparsity", "max_attention", "head_diversity", "head_similarity", "uniform_entropy"]
 
 
 @torch.inference_mode()
