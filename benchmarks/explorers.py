@@ -47,6 +47,11 @@ def sizes() -> None:
                       f"= {gz / budget:.2f} x the {budget / 1e6:.1f} MB budget")
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 def first_draw(reps: int) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -55,8 +60,7 @@ def first_draw(reps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "dist"
         build_site(ROOT, out, force=True)
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-        handler.log_message = lambda *a: None
+        handler = functools.partial(_QuietHandler, directory=str(out))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}/"
