@@ -243,11 +243,14 @@ def bytes_section(tools: list) -> dict:
             fonts, _ = load.total("font")
             ext = len(load.by_type.get("external", []))
             rows.append([tool.name, label, kb(html), kb(html_gz), kb(load.inline_data), kb(js), kb(js_gz),
-                         kb(load.inline_js), kb(data), kb(data_gz), kb(css), kb(fonts), ext])
+                         kb(load.inline_js), kb(data), kb(data_gz), kb(css), kb(fonts), ext,
+                         kb(load.gzip_total(before_scroll=True)), kb(load.gzip_total())])
     print_table("What a first visit downloads (headless Chromium over HTTP, scrolled to the end; KB). "
-                "'in HTML: data' = chart JSON inside the page; 'fetched data' = JSON fetched by scripts",
+                "'in HTML: data' = chart JSON inside the page; 'fetched data' = JSON fetched by scripts; JS includes "
+                "chart data loaded as scripts; last two: gzip of everything fetched before scrolling and after "
+                "scrolling to the end (goal: <= 600 and <= 1,500)",
                 ["tool", "page", "HTML", "HTML gz", "in HTML: data", "JS", "JS gz", "inline JS",
-                 "fetched data", "gz", "CSS", "fonts", "external"], rows)
+                 "fetched data", "gz", "CSS", "fonts", "external", "gz before scroll", "gz after"], rows)
     return out
 
 
@@ -259,8 +262,14 @@ def _kind(path: Path) -> str:
 
 
 def charts_section(site: Path) -> dict:
-    """Every chart's data in dist/ (JSON files, or JSON blocks inside pages): raw, gzip, longest trace."""
+    """Every chart's data in dist/ (JSON files, data/charts/*.js, or JSON blocks inside pages): raw, gzip, longest trace."""
     payloads = [(str(p.relative_to(site)), p.read_bytes()) for p in sorted(site.rglob("*.json")) if _looks_like_chart(p)]
+    from site_builder.charts.script import read_chart_script
+
+    for script in sorted((site / "data" / "charts").glob("*.js")):  # site_builder's chart data scripts
+        found = read_chart_script(script.read_bytes())
+        if found:
+            payloads.append((str(script.relative_to(site)), found[1]))
     for page in measure.html_pages(site):
         blocks = measure.inline_json_blocks(page.read_bytes())
         payloads += [(f"{page.relative_to(site)} block {k}", b) for k, b in enumerate(blocks, 1)]
@@ -332,32 +341,35 @@ def math_section(root: Path) -> dict:
     unique = sorted(set(formulas))
     n_display = sum(d for _, d in formulas)
     per = 1000 * elapsed / len(formulas)
-    # Would a process pool pay? The unique formulas on 1 process, then on 2 (pool start-up included).
-    one = _render_all(unique, 1)
-    two = _render_all(unique, 2)
-    print_table("Math (pykatex; all formulas in this process, then the unique ones in a pool of 1 and 2 processes)",
-                ["formulas", "display", "unique", "total s", "ms/formula", "unique, 1 proc s", "2 procs s", "speed-up"],
-                [[len(formulas), n_display, len(unique), f"{elapsed:.2f}", f"{per:.2f}", f"{one:.2f}", f"{two:.2f}",
-                  f"{one / two:.2f}x"]])
+    # The build's engine: the unique formulas in 1 and 2 Node workers (start-up included), CPU of the workers too.
+    node = {n: _node_render(unique, n) for n in (1, 2)}
+    print_table("Math: pykatex over all formulas in this process; the unique ones in Node workers as the build does "
+                "(wall s, start-up included; cpu s of the workers)",
+                ["formulas", "display", "unique", "pykatex s", "ms/formula", "node 1 s", "cpu", "node 2 s", "cpu",
+                 "pykatex / node 1"],
+                [[len(formulas), n_display, len(unique), f"{elapsed:.2f}", f"{per:.2f}", f"{node[1][0]:.2f}",
+                  f"{node[1][1]:.2f}", f"{node[2][0]:.2f}", f"{node[2][1]:.2f}",
+                  f"{elapsed * len(unique) / len(formulas) / node[1][0]:.2f}x"]])
     return {"formulas": len(formulas), "display": n_display, "unique": len(unique), "seconds": elapsed,
-            "ms_per_formula": per, "pool_1_s": one, "pool_2_s": two}
+            "ms_per_formula": per, "node_1": node[1], "node_2": node[2]}
 
 
-def _render_chunk(chunk: list[tuple[str, bool]]) -> int:
-    import pykatex
+def _node_render(formulas: list[tuple[str, bool]], processes: int) -> tuple[float, float]:
+    """(wall s, worker cpu s) to render `formulas` in `processes` fresh Node workers (site_builder's NodeKatex)."""
+    import resource
 
-    return sum(len(pykatex.renderToString(tex, displayMode=display)) for tex, display in chunk)
+    from site_builder.content.math import Formula, NodeKatex
 
-
-def _render_all(formulas: list[tuple[str, bool]], processes: int) -> float:
-    """Wall seconds to render `formulas` in a fresh pool of `processes` workers (fork), start-up included."""
-    import multiprocessing
-
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    chunks = [formulas[k::processes * 4] for k in range(processes * 4)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        pool.map(_render_chunk, chunks)
-    return time.perf_counter() - start
+    engine = NodeKatex("node", REPO / "node_modules" / "katex")
+    try:
+        engine.render([Formula(tex, display, "bench", 1) for tex, display in formulas], processes)
+    finally:
+        engine.close()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def profile_section(builder: SiteBuilder, n: int, top: int = 15) -> dict:

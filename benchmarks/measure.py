@@ -91,16 +91,22 @@ def html_pages(root: Path) -> list[Path]:
 
 @dataclass
 class PageLoad:
-    """What a browser fetched for one page, by resource type: {type: [(path, raw bytes, gzip bytes)]}."""
+    """What a browser fetched for one page, by resource type: {type: [(path, raw bytes, gzip bytes, order)]}."""
 
     page: str
     by_type: dict[str, list[tuple[str, int, int]]]
     inline_js: int  # bytes of inline <script> code in the HTML (JSON data blocks excluded)
     inline_data: int  # bytes of inline <script type="application/json"> data blocks (chart figures)
+    before_scroll: int = 0  # how many of the fetched files (in fetch order) came before the reader scrolled
+
+    def gzip_total(self, before_scroll: bool = False) -> int:
+        """Gzip bytes of every file fetched (only those fetched before scrolling, if asked)."""
+        items = sorted((i for kind in self.by_type.values() for i in kind), key=lambda i: i[3])
+        return sum(i[2] for i in items if not before_scroll or i[3] < self.before_scroll)
 
     def total(self, kind: str) -> tuple[int, int]:
         items = self.by_type.get(kind, [])
-        return sum(i[1] for i in items), sum(i[2] for i in items)
+        return sum(i[1] for i in items), sum(i[2] for i in items)  # (raw, gzip)
 
 
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", re.S | re.I)
@@ -139,6 +145,8 @@ def browser_loads(site: Path, pages: list[str]) -> list[PageLoad]:
                 fetched: list[tuple[str, str]] = []
                 page.on("requestfinished", lambda r: fetched.append((r.resource_type, r.url)))
                 page.goto(base + page_path, wait_until="networkidle")
+                page.wait_for_timeout(300)
+                before_scroll = len(fetched)
                 height = page.evaluate("document.body.scrollHeight")
                 for y in range(0, int(height) + 800, 800):
                     page.evaluate(f"window.scrollTo(0, {y})")
@@ -147,9 +155,9 @@ def browser_loads(site: Path, pages: list[str]) -> list[PageLoad]:
                 page.wait_for_timeout(300)
                 context.close()
                 by_type: dict[str, list[tuple[str, int, int]]] = {}
-                for kind, url in fetched:
+                for order, (kind, url) in enumerate(fetched):
                     if not url.startswith(base):
-                        by_type.setdefault("external", []).append((url, 0, 0))
+                        by_type.setdefault("external", []).append((url, 0, 0, order))
                         continue
                     rel = url[len(base):].split("?")[0].split("#")[0] or "index.html"
                     path = site / rel
@@ -158,10 +166,10 @@ def browser_loads(site: Path, pages: list[str]) -> list[PageLoad]:
                     if not path.is_file():
                         continue
                     data = path.read_bytes()
-                    by_type.setdefault(kind, []).append((rel, len(data), gz_size(data)))
+                    by_type.setdefault(kind, []).append((rel, len(data), gz_size(data), order))
                 html = (site / page_path).read_bytes()
                 inline_data = sum(len(b) for b in inline_json_blocks(html))
-                results.append(PageLoad(page_path, by_type, inline_js_bytes(html), inline_data))
+                results.append(PageLoad(page_path, by_type, inline_js_bytes(html), inline_data, before_scroll))
             browser.close()
     finally:
         server.shutdown()

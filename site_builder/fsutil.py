@@ -23,8 +23,9 @@ import orjson
 TMP_MARK = ".tmp-"  # every temporary sibling carries this in its name (and .gitignore ignores it)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
+def write_bytes_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a mix.
+    `fsync=False` skips the flush to disk (caches, which check their own contents: site.cache_file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.parent)
@@ -32,7 +33,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,17 @@ def built_fixture_site(tmp_path_factory) -> Path:
     root = write_site(tmp_path_factory.mktemp("built") / "site", FIXTURE_FILES)
     build_site(root)
     return root / "dist"
+
+
+CHART_SCRIPT_RE = re.compile(rb'siteChartData\("([0-9a-f]{16})", (.*)\);\n', re.S)
+
+
+def chart_figures(page: Path) -> list[dict]:
+    """The figure of each chart on a built page, in page order, read from the data/charts/<id>.js it names
+    (a script that hands siteChartData its id and the figure as JSON, and does nothing else)."""
+    out = []
+    for chart_id, src in re.findall(r'data-chart="([0-9a-f]+)" data-src="([^"]+)"', page.read_text(encoding="utf-8")):
+        match = CHART_SCRIPT_RE.fullmatch((page.parent / src).read_bytes())
+        assert match and match.group(1).decode() == chart_id, src
+        out.append(json.loads(match.group(2)))
+    return out

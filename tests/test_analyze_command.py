@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from site_builder import cli
+from site_builder.charts.script import CHART_SCRIPT_RE
 from site_builder.train import data
 from site_builder.train.checkpoint import save_checkpoint
 from site_builder.train.model import ViT, ViTConfig
@@ -231,7 +232,8 @@ def test_built_site_draws_the_figures_in_chromium(setup, tmp_path):
         # comparison grids: a row of input pictures and the model's row, one column per image (fox, c21)
         assert page.locator(canvases.format("pca")).count() == 4
         assert page.locator(canvases.format("attention")).count() == 2  # no pictures file: the model's row
-        figure = json.loads(page.locator("#fig\\:attention .chart-data").text_content())
+        src = page.locator("#fig\\:attention .chart").get_attribute("data-src")  # data/charts/<id>.js
+        figure = json.loads(CHART_SCRIPT_RE.fullmatch((root / "dist" / src).read_bytes()).group(2))
         assert figure["images"] == ["fox", "c21"] and figure["views"] == ["h1", "h2", "mean"]
         cell = page.locator("#fig\\:attention .panel-cell").first
         assert cell.get_attribute("aria-label").startswith("Enlarge fox · layer 1 · mean: largest weight")

@@ -30,8 +30,11 @@ def test_dist_layout_and_assets(built_fixture_site):
     for font_url in re.findall(r"url\(([^)]+)\)", css):
         assert f"assets/katex-0.16.22/{font_url}" in files  # every font the CSS names is shipped
     chapter, index = files["chapter.html"].decode(), files["index.html"].decode()
-    assert f'<script src="{plotly[0]}" defer></script>' in chapter
-    assert "plotly" not in index  # only pages with charts load Plotly
+    # Plotly is the cartesian bundle, loaded by site.js on first need, not by the page itself
+    assert len(files[plotly[0]]) < 2_000_000 and b"plotly.js (cartesian - minified) v4.1.1" in files[plotly[0]][:200]
+    (site_js,) = re.findall(r'<script src="(assets/site-[0-9a-f]{10}\.js)" data-plotly="([^"]+)" defer></script>', chapter)
+    assert site_js[1] == plotly[0] and f'src="{plotly[0]}"' not in chapter
+    assert "plotly" not in index and site_js[0] not in index  # pages without charts load no chart code
 
 
 def test_all_urls_are_relative(built_fixture_site):
@@ -152,3 +155,18 @@ def test_numbers_titles_and_data_of_other_files_re_render_the_pages_that_show_th
     (fixture_site / "exports/runs/a/summary.json").write_text('{"final_probe/test_top1": 0.5}')
     assert build_site(fixture_site).pages_rendered == 1
     assert ">50.0%</span>" in (fixture_site / "dist/index.html").read_text()
+
+
+def test_damaged_cache_files_are_misses_and_the_site_is_the_same(fixture_site):
+    """Cache files are not fsynced (site.cache_file): one torn by a crash must read as missing, never as data."""
+    build_site(fixture_site)
+    first = snapshot(fixture_site / "dist")
+    cached = [p for p in (fixture_site / ".cache/build").rglob("*") if p.is_file() and p.name != "state.json"]
+    kinds = {p.relative_to(fixture_site / ".cache/build").parts[0] for p in cached}
+    assert {"cards", "charts", "pages"} <= kinds and any(p.name.startswith("katex-") for p in cached)
+    for i, path in enumerate(cached):  # torn: cut short, emptied, or one byte changed
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if i % 3 == 0 else b"" if i % 3 == 1 else data[:-1] + bytes([data[-1] ^ 1]))
+    shutil.rmtree(fixture_site / "dist")
+    build_site(fixture_site)
+    assert snapshot(fixture_site / "dist") == first

@@ -15,14 +15,13 @@ import pytest
 from site_builder.charts.figures import MAX_POINTS, downsample
 from site_builder.errors import UserError
 from site_builder.site.build import build_site
-from tests.conftest import history_csv, write_site
+from tests.conftest import chart_figures, history_csv, write_site
 
 
 DOWNLOAD = r'<a class="download" href="(data/[^"]+\.csv)" download="[^"]+">'
 
 
-def figures_in(page_html: str) -> list[dict]:
-    return [json.loads(s) for s in re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page_html)]
+figures_in = chart_figures
 
 
 def test_downsample_keeps_extremes_and_order():
@@ -40,7 +39,7 @@ def test_downsample_keeps_extremes_and_order():
 
 def test_line_chart_json_and_full_csv(built_fixture_site):
     page = (built_fixture_site / "chapter.html").read_text()
-    loss = figures_in(page)[0]
+    loss = figures_in(built_fixture_site / "chapter.html")[0]
     assert loss["type"] == "line" and loss["smoothing"] == 0.6
     names = [t["name"] for t in loss["traces"]]
     assert names == ["train/loss", "train/sigreg"]
@@ -58,7 +57,7 @@ def test_line_chart_json_and_full_csv(built_fixture_site):
 
 
 def test_sparse_metrics_and_several_runs(built_fixture_site):
-    runs = figures_in((built_fixture_site / "chapter.html").read_text())[1]
+    runs = figures_in(built_fixture_site / "chapter.html")[1]
     a, b = runs["traces"]
     assert a["name"] == "A" and b["name"] == "B"  # one column: the legend names the runs
     # logged every 500 steps: 3000 steps -> 6 points, 1200 steps -> 3 points
@@ -72,7 +71,7 @@ def test_sparse_metrics_and_several_runs(built_fixture_site):
 
 
 def test_panels_figure_groups_frames(built_fixture_site):
-    panels = figures_in((built_fixture_site / "chapter.html").read_text())[2]
+    panels = figures_in(built_fixture_site / "chapter.html")[2]
     assert panels["type"] == "panels" and panels["frame_label"] == "layer"
     assert [f["label"] for f in panels["frames"]] == ["1", "2"]
     # titles without an image name: one column, a view per title, each a sprite of both frames
@@ -86,7 +85,7 @@ def test_panels_figure_groups_frames(built_fixture_site):
 
 def test_bar_chart_over_categories(built_fixture_site):
     page = (built_fixture_site / "chapter.html").read_text()
-    bar = figures_in(page)[3]
+    bar = figures_in(built_fixture_site / "chapter.html")[3]
     assert bar["type"] == "bar"
     assert bar["traces"] == [{"name": "top1", "x": ["LeJEPA", "Info, NCE"], "y": [0.41, 0.38]}]
     link = re.findall(DOWNLOAD, page)[-1]
@@ -102,7 +101,7 @@ def test_charts_of_the_same_data_share_one_csv(tmp_path):
     page = (root / "dist/index.html").read_text()
     links = re.findall(DOWNLOAD, page)
     assert len(links) == 3 and links[0] == links[1] != links[2]
-    assert sorted(p.name for p in (root / "dist/data").iterdir()) == sorted({links[0][5:], links[2][5:]})
+    assert sorted(p.name for p in (root / "dist/data").glob("*.csv")) == sorted({links[0][5:], links[2][5:]})
     assert re.findall(r'download="([^"]+)"', page) == ["index-figure-1.csv", "index-figure-2.csv", "index-figure-3.csv"]
     header = next(csv.reader(io.StringIO((root / "dist" / links[2]).read_text())))
     assert header == ["_step", "train/loss", "epoch"]
@@ -173,7 +172,7 @@ def test_data_values_are_escaped(tmp_path):
     page = (root / "dist" / "index.html").read_text()
     assert "<img src=x" not in page
     assert page.count("</script>") == page.count("<script")
-    assert figures_in(page)[0]["traces"][0]["name"] == evil
+    assert figures_in(root / "dist" / "index.html")[0]["traces"][0]["name"] == evil
     assert f"<th class=\"num\">{html.escape(evil)}</th>" in page  # a column of numbers
 
 
@@ -209,7 +208,7 @@ def test_chart_cache_skips_unchanged_sources_and_follows_changed_ones(fixture_si
     (fixture_site / "exports/runs/b/history.csv").write_text(history_csv(600))
     build_site(fixture_site)
     assert calls == ["runs/not-yet/history.csv", {"A": "runs/a/history.csv", "B": "runs/b/history.csv"}]
-    runs = figures_in((fixture_site / "dist/chapter.html").read_text())[1]
+    runs = figures_in(fixture_site / "dist/chapter.html")[1]
     assert runs["traces"][1]["x"] == [0.0, 500.0]
 
 
@@ -265,5 +264,5 @@ def test_charts_without_axis_titles_are_warned_about(tmp_path):
 def test_legend_names_replace_column_keys(tmp_path):
     block = "```chart\nsource: runs/a/history.csv\ny: [train/loss, train/sigreg]\nnames: {train/loss: loss}\nx_title: step\ny_title: value\n```\n"
     build_site(one_chart_site(tmp_path, block))
-    (figure,) = figures_in((tmp_path / "site/dist/index.html").read_text())
+    (figure,) = figures_in(tmp_path / "site/dist/index.html")
     assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]

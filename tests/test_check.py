@@ -112,3 +112,21 @@ def test_the_real_site_passes_check(capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert " 0 problems" in out
+
+
+def test_chart_data_scripts_are_checked(tmp_path):
+    charts = "".join(
+        f'<div class="chart" data-chart="{i}" data-src="data/charts/{name}.js"></div>'
+        for i, name in enumerate(["good", "empty", "mangled", "absent"])
+    )
+    site = make_site(tmp_path, {
+        "index.html": GOOD_PAGE.format(slug="index").replace("</main>", charts + "</main>"),
+        "data/charts/good.js": 'siteChartData("00112233aabbccdd", {"type": "line", "traces": [{"x": [1], "y": [2]}]});\n',
+        "data/charts/empty.js": 'siteChartData("00112233aabbccdd", {"type": "line", "traces": []});\n',
+        "data/charts/mangled.js": 'alert(1); siteChartData("00112233aabbccdd", {});\n',
+    })
+    assert sorted(check_dist(site, BASE_URL).problems) == [
+        "index.html: broken reference data/charts/absent.js: no data/charts/absent.js in the site",
+        "index.html: chart 3: nothing to draw (no traces or frames)",
+        "index.html: chart 4: its data is not valid JSON",
+    ]

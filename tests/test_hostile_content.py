@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from site_builder import cli
+from tests.conftest import chart_figures
 
 HISTORY = "_step,train/loss,probe/test_acc\n0,2.0,\n1,1.5,0.25\n2,1.25,\n3,1.0,0.5\n"
 
@@ -322,15 +323,13 @@ caption: '{XSS}'
         assert not found.js_urls, (page.name, found.js_urls)
         assert not [src for src in found.sources if "evil" in src], (page.name, found.sources)
         for attrs, text in found.scripts:
-            if attrs.get("type") == "application/json":
-                json.loads(text)  # inline figure data is inert and intact: no string broke out of it
-                continue
+            assert attrs.get("type") != "application/json", page.name  # chart data lives in data/charts/
             assert "alert(" not in text, (page.name, text)  # no executable script holds page data
             if "src" in attrs:
                 assert attrs["src"].startswith("assets/"), (page.name, attrs)
     page = (root / "dist/a.html").read_text()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page or "&lt;script&gt;alert(\"x\")&lt;/script&gt;" in page
-    chart_json = [json.loads(t) for a, t in scan(page).scripts if a.get("type") == "application/json"]
+    chart_json = chart_figures(root / "dist/a.html")  # each data file is one call with one JSON argument
     assert chart_json[0]["title"] == "</script><script>alert(5)</script>"  # kept as data, escaped as JSON
     assert scan(page).titles[0].startswith("</title>" + XSS)  # the <title> shows the text itself
 

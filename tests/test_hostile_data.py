@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import chart_figures
 from test_hostile_content import GOOD, XSS, assert_rejected, build, chapter, scan, site, write  # noqa: F401 (site: fixture)
 
 NONFINITE = "_step,a,empty\n0,1.0,\n1,nan,\n2,inf,\n3,0.5,\n4,-inf,\n5,,\n"
 
 
-def chart_json(page: Path) -> list[dict]:
-    return [json.loads(text) for attrs, text in scan(page.read_text()).scripts if attrs.get("type") == "application/json"]
+chart_json = chart_figures  # each chart's figure, from the data/charts/<id>.js file the page names
 
 
 def csv_link(page: Path) -> str:

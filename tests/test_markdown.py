@@ -131,25 +131,3 @@ def test_errors_in_a_long_paragraph_name_the_exact_line(tmp_path):
         build_pages(tmp_path / "b", {"index": chapter("Home", body)})
 
 
-def test_formulas_rendered_in_a_pool_give_the_same_site(tmp_path, monkeypatch):
-    from site_builder.content import math as math_module
-
-    monkeypatch.setattr(math_module, "POOL_MIN", 10)
-    in_this_process = []
-    real_render = math_module.pykatex.renderToString
-    monkeypatch.setattr(math_module.pykatex, "renderToString", lambda *a, **k: in_this_process.append(a[0]) or real_render(*a, **k))
-    formulas = " ".join(f"$x_{{{i}}}^2 + \\frac{{{i}}}{{y}}$" for i in range(24))
-    # chapter 1 (the home page has no equation numbers)
-    files = {"content/index.md": "---\ntitle: Home\n---\n\nHello.\n", "content/one.md": f"---\ntitle: One\n---\n\n{formulas}\n\n$$\na = b \\label{{eq:a}}\n$$\n\nSee \\eqref{{eq:a}}.\n"}
-    one = build_site(write_site(tmp_path / "one", files), jobs=1)
-    assert len(in_this_process) == 25
-    in_this_process.clear()
-    two = build_site(write_site(tmp_path / "two", files), jobs=2)
-    assert in_this_process == []  # the pool's workers rendered them
-    assert one.formulas_rendered == two.formulas_rendered == 25
-    assert (tmp_path / "one/dist/one.html").read_bytes() == (tmp_path / "two/dist/one.html").read_bytes()
-    assert "(1.1)" in (tmp_path / "two/dist/one.html").read_text()  # the labelled formula got its number
-    files["content/one.md"] += "\nLine 13 $\\frac{1$ breaks.\n"
-    with pytest.raises(UserError) as error:
-        build_site(write_site(tmp_path / "bad", files), jobs=2)
-    assert error.value.path == "content/one.md" and error.value.line == 13

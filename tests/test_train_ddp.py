@@ -74,6 +74,7 @@ def _worker(rank: int, world: int, port: int, objective: str, out: str):
         result = one_step(objective, world, rank)
         if rank == 0:
             torch.save(result, out)
+        dist.barrier()  # neither process tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -12,8 +12,8 @@ from typing import Callable
 
 import orjson
 
-from site_builder.charts.figures import ChartResult, build_chart, check_spec, files_of
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.charts.figures import ChartResult, build_chart, files_of
+from site_builder.site import cache_file
 
 _CODE_HASH: str | None = None
 
@@ -32,33 +32,35 @@ class ChartCache:
     def __init__(self, folder: Path, exports: Path, file_hash: Callable[[Path], str]):
         self.folder, self.exports, self.file_hash = folder, exports, file_hash
         self.used: set[str] = set()
-        self.hits = 0
 
     def chart(self, spec: dict) -> ChartResult:
-        paths = [self.exports / rel for rel in files_of(check_spec(spec))]
+        """The chart of a spec that figures.check_spec has checked."""
+        paths = [self.exports / rel for rel in files_of(spec)]
         if not all(p.is_file() for p in paths):
             return build_chart(spec, self.exports)  # pending: nothing worth caching
         key_source = orjson.dumps([spec, _code_hash(), [self.file_hash(p) for p in paths]], option=orjson.OPT_SORT_KEYS)
         key = hashlib.sha256(key_source).hexdigest()
         self.used.add(key)
-        figure_file, csv_file = self.folder / f"{key}.json", self.folder / f"{key}.csv"
-        if figure_file.exists():
-            self.hits += 1
-            return ChartResult(orjson.loads(figure_file.read_bytes()), self.csv(key), cache_key=key)
+        stored = cache_file.read(self.folder / f"{key}.json")
+        if stored is not None:
+            return ChartResult(orjson.loads(stored), self.read(key, ".csv"), cache_key=key)
         result = build_chart(spec, self.exports)
         if result.csv is not None:
-            write_bytes_atomic(csv_file, result.csv)
-        write_bytes_atomic(figure_file, orjson.dumps(result.figure))
+            cache_file.write(self.folder / f"{key}.csv", result.csv)
+        cache_file.write(self.folder / f"{key}.json", orjson.dumps(result.figure))
         result.cache_key = key
         return result
 
-    def csv(self, key: str) -> bytes | None:
-        """The full-data CSV of a cached chart (None if it has none)."""
-        csv_file = self.folder / f"{key}.csv"
-        return csv_file.read_bytes() if csv_file.exists() else None
+    def store(self, key: str, suffix: str, data: bytes) -> str:
+        """Keep a file made from a cached chart (its page script) beside it; returns the key."""
+        target = self.folder / f"{key}{suffix}"
+        if key and not target.exists():
+            cache_file.write(target, data)
+        return key
 
-    def has(self, key: str) -> bool:
-        return (self.folder / f"{key}.json").exists()
+    def read(self, key: str, suffix: str) -> bytes | None:
+        """A cached chart's file: ".csv" (full data for download) or ".js" (None if it has none)."""
+        return cache_file.read(self.folder / f"{key}{suffix}")
 
     def prune(self) -> None:
         """Drop entries this build did not use."""

@@ -13,6 +13,7 @@ A rebuild whose inputs have not changed is skipped before the heavy modules load
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from pathlib import Path
 import site_builder
 from site_builder.fsutil import staged_dir
 from site_builder.site.config import load_config
-from site_builder.site.fingerprint import BUILD_ID_FILE, Fingerprint, Project
+from site_builder.site.fingerprint import BUILD_ID_FILE, Fingerprint
+from site_builder.site.project import Project
 from site_builder.site.pages import Page
 
 
@@ -57,10 +59,19 @@ class BuildResult:
         )
 
 
-def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int = 2) -> BuildResult:
+def _write_files(folder: Path, files: dict[str, bytes], names: list[str]) -> None:
+    for rel in names:
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[rel])
+
+
+def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_url: str | None = None, force: bool = False, jobs: int | None = None) -> BuildResult:
     """Build the site at `root` into `out` (default root/dist). Raises UserError on bad input; the
     previous `out` stays untouched unless the whole build succeeds. `force` renders every page again;
-    `jobs` processes render new formulas when there are many (content.math.MathRenderer.prerender)."""
+    `jobs` Node processes (default: one per core but one, which renders the pages meanwhile) render new
+    formulas when there are many
+    (content.math.MathRenderer.prerender)."""
     start = time.perf_counter()
     root = Path(root).resolve()
     project = Project(root, load_config(root))
@@ -73,24 +84,30 @@ def build_site(root: str | Path = ".", out: str | Path | None = None, *, base_ur
 
     from site_builder.site.pages import Outlines, gather_pages, number_labels
     from site_builder.site.render import Builder, render_site  # the heavy part: markdown, data, KaTeX
-    from site_builder.site.search import index_search
     from site_builder.charts.titles import missing_axis_titles
+    from site_builder.site.search import SearchIndex
 
     builder = Builder(project, fingerprint.file_hash)
-    builder.jobs = jobs
-    outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
-    pages = gather_pages(project, outlines)
-    builder.pages_by_slug = {p.slug: p for p in pages}
-    builder.labels = number_labels(pages)
-    files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
+    builder.jobs = jobs or max(1, (os.cpu_count() or 1) - 1)
+    try:
+        outlines = Outlines(project.cache / "outlines.json", use_stored=not force)
+        pages = gather_pages(project, outlines)
+        builder.pages_by_slug = {p.slug: p for p in pages}
+        builder.labels = number_labels(pages)
+        files = render_site(project, builder, pages, base_url, fingerprint.tool_key(), use_cache=not force)
+    finally:
+        builder.math.close()
     key = fingerprint.compute(builder.data_files)
     files[BUILD_ID_FILE] = key.encode() + b"\n"
     with staged_dir(out) as tmp:
-        for rel, data in sorted(files.items()):
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        search_bytes = index_search(tmp)  # search (issue 7): Pagefind indexes the written pages
+        html = sorted(rel for rel in files if rel.endswith(".html"))
+        _write_files(tmp, files, html)
+        search = SearchIndex(tmp)  # search (issue 7): Pagefind indexes the pages while the rest is written
+        try:
+            _write_files(tmp, files, sorted(set(files) - set(html)))
+            search_bytes = search.finish()
+        finally:
+            search.stop()
     builder.math.save()
     builder.charts.prune()
     builder.page_cache.save()

@@ -26,6 +26,8 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from site_builder.charts.script import read_chart_script
+
 # (tag, attribute) pairs whose URL the browser loads; <a href> is navigation and checked separately.
 LOADED = {("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"), ("iframe", "src"),
           ("video", "src"), ("audio", "src"), ("video", "poster"), ("embed", "src"), ("object", "data"),
@@ -41,6 +43,9 @@ class ParsedPage:
     base: str = ""
     images_without_alt: int = 0
     chart_data: list[str] = field(default_factory=list)
+    """Inline chart figures (<script class="chart-data">), as older builds wrote them."""
+    chart_sources: list[str] = field(default_factory=list)
+    """data/charts/<id>.js of each chart (data-src)."""
     meta: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,6 +76,9 @@ class _PageParser(HTMLParser):
                     self.page.refs.append((tag, attr, candidate.split()[0]))
         if "style" in a:
             self.page.refs += [("style", "url", m[0] or m[1]) for m in CSS_URL_RE.findall(a["style"])]
+        if tag == "div" and "chart" in a.get("class", "").split() and "data-src" in a:
+            self.page.chart_sources.append(a["data-src"])
+            self.page.refs.append(("script", "src", a["data-src"]))  # site.js loads it as a script
         self._in_chart_data = tag == "script" and "chart-data" in a.get("class", "").split()
         if self._in_chart_data:
             self.page.chart_data.append("")
@@ -151,6 +159,18 @@ def _normalise(path: PurePosixPath) -> list[str]:
     return out
 
 
+def _chart_scripts(dist: Path, folder: PurePosixPath, sources: list[str]) -> list[str]:
+    """The JSON inside each chart's data script ('' when it is not a chart script; a missing file is a
+    broken reference, reported as such)."""
+    out = []
+    for src in sources:
+        path = dist / folder / unquote(urlsplit(src).path)
+        if path.is_file():
+            found = read_chart_script(path.read_bytes())
+            out.append(found[1].decode("utf-8", errors="replace") if found else "")
+    return out
+
+
 def check_dist(dist: str | Path, base_url: str = "") -> Report:
     """Verify a built site folder; returns the problems found (empty when the site is sound)."""
     dist = Path(dist)
@@ -173,7 +193,7 @@ def check_dist(dist: str | Path, base_url: str = "") -> Report:
             _check_url(report, dist, name, folder, tag, url, ids, base_path)
         if page.images_without_alt:
             report.add(name, f"{page.images_without_alt} image(s) without alt text")
-        for i, data in enumerate(page.chart_data, start=1):
+        for i, data in enumerate(page.chart_data + _chart_scripts(dist, folder, page.chart_sources), start=1):
             try:
                 figure = json.loads(data)
             except ValueError:

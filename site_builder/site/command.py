@@ -23,11 +23,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Links in pages are relative either way; this only fills metadata that must be absolute.",
     )
     parser.add_argument("--force", action="store_true", help="rebuild and render every page again even if nothing changed")
-    parser.add_argument("--jobs", type=int, default=2, help="processes rendering new formulas when there are many (default: 2; 1: none)")
+    parser.add_argument("--jobs", type=int, default=None, help="Node processes rendering new formulas when there are many (default: one per core but one)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = build_site(args.root, args.out, base_url=args.base_url, force=args.force, jobs=max(1, args.jobs))
+    result = build_site(args.root, args.out, base_url=args.base_url, force=args.force, jobs=max(1, args.jobs) if args.jobs else None)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(result.summary())

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import orjson
 
+from site_builder.charts.script import json_for_script
 from site_builder.errors import UserError
 
 KINDS = {"embedding": "embedding_map.json", "attention": "attention_viewer.json", "sigreg": None}
@@ -97,7 +98,7 @@ def _atlas(renderer, folder: str, line: int) -> list[str] | None:
     return [_copy(renderer, f"{folder}/{name}", line) for name in names]
 
 
-def explorer_html(renderer, spec: dict, line: int, anchor: str, number: str, json_for_script) -> str:
+def explorer_html(renderer, spec: dict, line: int, anchor: str, number: str) -> str:
     """The figure for one explorer directive (`renderer` is the page's PageRenderer)."""
     s = check_explorer_spec(spec)
     renderer.page.explorers = True
@@ -113,12 +114,12 @@ def explorer_html(renderer, spec: dict, line: int, anchor: str, number: str, jso
     return (
         f'<figure class="explorer" data-explorer="{s.kind}"{id_attr}>\n'
         f'<div class="explorer-body"><p class="explorer-loading">Loading the explorer…</p></div>\n'
-        f'<script type="application/json" class="explorer-config">{json_for_script(config)}</script>\n'
+        f'<script type="application/json" class="explorer-config">{json_for_script(config).decode()}</script>\n'
         f"{caption}\n</figure>\n"
     )
 
 
-def restore_explorer_files(builder, entry: dict) -> None:
+def restore_explorer_files(builder, entry) -> None:
     """A page taken from the render cache: copy its explorer data into dist/ again."""
-    for out, rel in entry.get("explorer_files", {}).items():
+    for out, rel in entry.explorer_files.items():
         builder.data_out[out] = dist_bytes(builder.project.root / rel, out)

@@ -1,4 +1,4 @@
-"""Where a site's inputs are, and the fingerprint that lets an unchanged site skip its build.
+"""The fingerprint that lets an unchanged site skip its build.
 
 The fingerprint is a hash over every input: site.toml, content/*.md, templates/, the exports the
 previous build read (or looked for), this package's build code, and the options. File contents are
@@ -12,48 +12,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 import site_builder
 from site_builder.fsutil import write_bytes_atomic
-from site_builder.site.config import SiteConfig
+from site_builder.site.project import PROJECT_ROOT, THEME, Project  # noqa: F401  (re-exported)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-THEME = Path(__file__).resolve().parents[1] / "theme"  # the packaged default templates, CSS and JS
 BUILD_ID_FILE = ".build-id"  # in dist/: the fingerprint of the inputs it was built from
-
-
-@dataclass
-class Project:
-    """Where a site's inputs are."""
-
-    root: Path
-    config: SiteConfig
-
-    @property
-    def content(self) -> Path:
-        return self.root / "content"
-
-    @property
-    def exports(self) -> Path:
-        return self.root / "exports"
-
-    @property
-    def templates(self) -> Path:
-        """The project's own templates/ (may not exist): files here override the theme's, one by one."""
-        return self.root / "templates"
-
-    @property
-    def template_dirs(self) -> list[Path]:
-        """Where templates and theme assets are looked up, first match wins."""
-        return [self.templates, THEME] if self.templates.is_dir() else [THEME]
-
-    @property
-    def cache(self) -> Path:
-        return self.root / ".cache" / "build"
 
 
 def _third_party_files() -> list[Path]:
@@ -96,9 +63,11 @@ class Fingerprint:
             files += sorted(p for p in folder.rglob("*") if p.is_file())
         code = Path(site_builder.__file__).parent
         for package in ("site", "content", "charts"):
-            files += sorted((code / package).glob("*.py"))
+            files += sorted((code / package).glob("*.py")) + sorted((code / package).glob("*.js"))
         files += [code / "fsutil.py", code / "errors.py"]
-        files += [base / "node_modules" / "katex" / "package.json" for base in (root, PROJECT_ROOT)] + [THEME / "vendor" / "katex" / "package.json"]
+        for package in ("katex", "plotly.js-cartesian-dist-min"):
+            files += [base / "node_modules" / package / "package.json" for base in (root, PROJECT_ROOT)]
+        files.append(THEME / "vendor" / "katex" / "package.json")
         files += _third_party_files()
         return files
 

@@ -10,15 +10,62 @@ the entry keeps their content hashes and a lookup checks them again. One entry p
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import orjson
 
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
+
+from site_builder.site.pages import Link
 
 if TYPE_CHECKING:
     from site_builder.site.pages import Page
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """One page's render: what the build writes and, as it is, the page's render-cache entry."""
+
+    key: str
+    """PageCache.key of the inputs it was rendered from."""
+    data: dict[str, str]
+    """Data files the page read -> their content hashes (checked again on lookup)."""
+    body: str
+    """The article's HTML."""
+    links: list[Link]
+    charts: int
+    has_math: bool
+    pending: list[tuple[str, list[int]]]
+    """(exports path that does not exist yet, lines that use it)."""
+    data_out: dict[str, str]
+    """Files it adds to dist/ (chart data scripts, CSVs) -> the chart-cache key holding their bytes."""
+    images: list[str] = field(default_factory=list)
+    """Project-relative images it publishes (copied again when the page comes from the cache)."""
+    warnings: list[str] = field(default_factory=list)
+    """Warnings its render gave ("chapter:line: ..."), repeated when it comes from the cache."""
+    explorers: bool = False
+    """It has an explorer figure (the page loads explorers.js)."""
+    explorer_files: dict[str, str] = field(default_factory=dict)
+    """Explorer data in dist/ -> its file in the project (copied again when the page comes from the cache)."""
+    assets: str = ""
+    """Hash of the asset URLs `html` was made with ('' until the page template ran)."""
+    html: str = ""
+    """The whole page."""
+
+    def with_html(self, assets: str, html: str) -> RenderedPage:
+        return replace(self, assets=assets, html=html)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(data: bytes) -> RenderedPage:
+        entry = orjson.loads(data)
+        entry["links"] = [Link(**link) for link in entry["links"]]
+        entry["pending"] = [(rel, lines) for rel, lines in entry["pending"]]
+        return RenderedPage(**entry)
 
 
 def site_key(pages: list[Page], labels: dict[str, tuple[Page, str]]) -> str:
@@ -31,7 +78,7 @@ def site_key(pages: list[Page], labels: dict[str, tuple[Page, str]]) -> str:
 class PageCache:
     def __init__(self, folder: Path, root: Path, file_hash: Callable[[Path], str]):
         self.folder, self.root, self.file_hash = folder, root, file_hash
-        self.entries: dict[str, dict] = {}  # slug -> entry of this build
+        self.entries: dict[str, RenderedPage] = {}  # slug -> entry of this build
         self.changed: set[str] = set()  # slugs whose entry save() must write
 
     def key(self, tool_key: str, site_key: str, page: Page) -> str:
@@ -40,17 +87,20 @@ class PageCache:
     def data_hashes(self, data_files) -> dict[str, str]:
         return {rel: self.file_hash(self.root / rel) for rel in sorted(data_files)}
 
-    def lookup(self, page: Page, key: str) -> dict | None:
+    def lookup(self, page: Page, key: str) -> RenderedPage | None:
         """The stored entry if it was rendered from the same inputs, else None."""
-        try:
-            entry = orjson.loads((self.folder / f"{page.slug}.json").read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
+        stored = cache_file.read(self.folder / f"{page.slug}.json")
+        if stored is None:
             return None
-        if entry.get("key") != key or self.data_hashes(entry["data"]) != entry["data"]:
+        try:
+            entry = RenderedPage.from_json(stored)
+        except (TypeError, KeyError, ValueError):  # an entry of another format
+            return None
+        if entry.key != key or self.data_hashes(entry.data) != entry.data:
             return None
         return entry
 
-    def keep(self, page: Page, entry: dict, changed: bool) -> None:
+    def keep(self, page: Page, entry: RenderedPage, changed: bool) -> None:
         self.entries[page.slug] = entry
         if changed:
             self.changed.add(page.slug)
@@ -58,7 +108,7 @@ class PageCache:
     def save(self) -> None:
         """Write this build's entries; drop those of pages that no longer exist."""
         for slug in sorted(self.changed):
-            write_bytes_atomic(self.folder / f"{slug}.json", orjson.dumps(self.entries[slug]))
+            cache_file.write(self.folder / f"{slug}.json", self.entries[slug].to_json())
         for path in self.folder.glob("*.json") if self.folder.exists() else []:
             if path.stem not in self.entries:
                 path.unlink(missing_ok=True)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from site_builder.errors import UserError
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 
 if TYPE_CHECKING:
     from site_builder.content.markdown import Heading, MarkdownDoc
-    from site_builder.site.fingerprint import Project
+    from site_builder.site.project import Project
 
 
 @dataclass
@@ -48,6 +48,8 @@ class Page:
     """Every link the page's markdown makes (for the link checker)."""
     anchors: set[str] = field(default_factory=set)
     """Every id on the rendered page."""
+    label_numbers: list[str] = field(default_factory=list)
+    """'chapter.n' of each of doc.labels (site.pages.number_labels)."""
     charts: int = 0
     has_math: bool = False
     explorers: bool = False  # has an explorer figure: the page loads explorers.js
@@ -81,6 +83,9 @@ class Page:
         return self.doc
 
 
+OUTLINE_FORMAT = b"labels: kind, name or null, line\0"  # part of each entry's hash: a new format misses old entries
+
+
 class Outlines:
     """Phase 1's result per chapter (front matter, headings, labels), stored by the source's hash: numbering
     the pages does not parse an unchanged chapter; it is parsed only if its page is rendered (Page.parsed)."""
@@ -89,16 +94,14 @@ class Outlines:
         self.file = file
         self.stored: dict = {}
         if use_stored:
-            try:
-                self.stored = orjson.loads(file.read_bytes())
-            except (FileNotFoundError, orjson.JSONDecodeError):
-                pass  # a missing or damaged cache is only a slower build
+            stored = cache_file.read(file)  # None when missing or damaged: only a slower build
+            self.stored = orjson.loads(stored) if stored else {}
         self.current: dict[str, dict] = {}
 
     def doc(self, text: str, rel: str) -> MarkdownDoc:
         from site_builder.content.markdown import Heading, Label, MarkdownDoc, parse_markdown  # heavy: only when building
 
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = hashlib.sha256(OUTLINE_FORMAT + text.encode()).hexdigest()
         outline = self.stored.get(rel)
         if outline and outline["sha256"] == digest:
             headings = [Heading(*h) for h in outline["headings"]]
@@ -118,7 +121,7 @@ class Outlines:
                 data = orjson.dumps(self.current, option=orjson.OPT_SORT_KEYS)
             except orjson.JSONEncodeError:  # e.g. an order beyond 64-bit integers: not worth remembering
                 return
-            write_bytes_atomic(self.file, data)
+            cache_file.write(self.file, data)
 
 
 def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Page]:
@@ -171,15 +174,20 @@ def gather_pages(project: Project, outlines: Outlines | None = None) -> list[Pag
 
 
 def number_labels(pages: list[Page]) -> dict[str, tuple[Page, str]]:
-    """label -> (page, 'chapter.n'); equations, figures and tables are counted separately."""
+    """Numbers every label as 'chapter.n' (page.label_numbers; equations, figures and tables are counted
+    separately) and returns the named ones: name -> (page, number), what \\ref and \\eqref can point to."""
     registry: dict[str, tuple[Page, str]] = {}
     for page in pages:
         counters = {"eq": 0, "fig": 0, "tbl": 0}
+        page.label_numbers = []
         for label in page.doc.labels:
             counters[label.kind] += 1
-            label.number = f"{page.number}.{counters[label.kind]}" if page.number else ""  # the home page is unnumbered
+            number = f"{page.number}.{counters[label.kind]}" if page.number else ""  # the home page is unnumbered
+            page.label_numbers.append(number)
+            if label.name is None:
+                continue
             if label.name in registry:
                 other = registry[label.name][0]
                 raise UserError(f"label '{label.name}' is already defined in {other.doc.path}", path=page.doc.path, line=label.line)
-            registry[label.name] = (page, label.number)
+            registry[label.name] = (page, number)
     return registry

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from site_builder.fsutil import write_bytes_atomic
+from site_builder.site import cache_file
 from site_builder.site.social import font_files, social_card
 
 if TYPE_CHECKING:
     import jinja2
 
-    from site_builder.site.fingerprint import Project
+    from site_builder.site.project import Project
     from site_builder.site.pages import Page
 
 CARDS_DIR = "cards"
@@ -64,16 +64,21 @@ def cached_card(project: Project, page: Page) -> bytes:
     code = Path(__file__).with_name("social.py").read_bytes() + "|".join(font_files()).encode()
     key = hashlib.sha256(repr(sorted(args.items())).encode() + code).hexdigest()[:20]
     cache = project.cache / "cards" / f"{key}.png"
-    if cache.exists():
-        return cache.read_bytes()
-    data = social_card(**args)
-    write_bytes_atomic(cache, data)
+    data = cache_file.read(cache)
+    if data is None:
+        data = social_card(**args)
+        cache_file.write(cache, data)
     return data
 
 
+def social_cards(project: Project, pages: list[Page]) -> dict[str, bytes]:
+    """{path in dist: PNG} of every page's card (the build draws them in a thread while pages render)."""
+    return {card_path(page): cached_card(project, page) for page in pages}
+
+
 def published_files(project: Project, env: jinja2.Environment, pages: list[Page], assets: dict, base_url: str) -> dict[str, bytes]:
-    """Social cards, 404.html and (when the base URL is known) sitemap.xml, as {path in dist: bytes}."""
-    files = {card_path(page): cached_card(project, page) for page in pages}
+    """404.html and (when the base URL is known) sitemap.xml, as {path in dist: bytes}."""
+    files = {}
     base_path = urlsplit(site_url(base_url)).path if base_url else ""
     files["404.html"] = (
         env.get_template("404.html").render(site=project.config, base_path=base_path, nav=pages, assets=assets).encode()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html import escape
+from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import jinja2
@@ -28,30 +30,19 @@ from site_builder.charts.data import (
     resolve_source,
 )
 from site_builder.charts.cache import ChartCache
+from site_builder.charts.script import chart_script
 from site_builder.charts.figures import check_spec, files_of, sources_of
 from site_builder.content.markdown import render_inline, render_markdown
-from site_builder.content.math import MathRenderer, katex_version
+from site_builder.content.math import Formula, MathRenderer, katex_version
 from site_builder.content.table_labels import table_html
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
 from site_builder.site.explorers import explorer_html, restore_explorer_files
-from site_builder.site.fingerprint import Project
-from site_builder.site.page_cache import PageCache, site_key
+from site_builder.site.project import Project
+from site_builder.site.page_cache import PageCache, RenderedPage, site_key
 from site_builder.site.pages import Link, Page
-from site_builder.site.published import published_files
+from site_builder.site.published import published_files, social_cards
 from site_builder.site.chapter_extras import ChapterExtras, restore_images
-
-
-# (character, its JSON escape): inside a <script> element these could close it or confuse parsers
-_SCRIPT_UNSAFE = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029")]
-
-
-def json_for_script(obj) -> str:
-    """JSON that is safe inside <script type="application/json"> whatever strings it holds."""
-    data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-    for raw, escaped in _SCRIPT_UNSAFE:  # bytes.replace: much faster than str.translate on large figures
-        data = data.replace(raw, escaped)
-    return data.decode()
 
 
 def _fmt(value, spec: str, where: str) -> str:
@@ -72,11 +63,6 @@ def _cell(value, fmt: str) -> str:
     if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
         return escape(_fmt(value, fmt, "table"))
     return escape(str(value))
-
-
-def _group_attr(spec: dict) -> str:
-    group = spec.get("group")
-    return f' data-group="{escape(group)}"' if group else ""
 
 
 class PageRenderer(ChapterExtras):
@@ -120,7 +106,7 @@ class PageRenderer(ChapterExtras):
 
     def xref(self, command: str, label: str, line: int) -> str:
         if label not in self.b.labels:
-            known = ", ".join(sorted(k for k in self.b.labels if not k.split(":", 1)[1].startswith("#")))
+            known = ", ".join(sorted(self.b.labels))
             raise self.error(f"\\{command}{{{label}}}: no such label (defined: {known or 'none'})", line)
         target, number = self.b.labels[label]
         kind = label.split(":", 1)[0]
@@ -175,15 +161,14 @@ class PageRenderer(ChapterExtras):
             raise self.error(exc.message, line) from None
         return f'<span class="value" title="{escape(ref)}">{escape(text)}</span>'
 
-    def directive(self, kind: str, spec: dict, line: int) -> str:
-        label = spec.pop("_label")
-        number = self.b.labels[label][1]
-        anchor = label if not label.split(":", 1)[1].startswith("#") else ""
+    def directive(self, kind: str, spec: dict, line: int, label_index: int) -> str:
+        anchor = self.page.doc.labels[label_index].name or ""
+        number = self.page.label_numbers[label_index]
         try:
             if kind == "chart":
-                return self.chart(spec, line, label, anchor, number)
+                return self.chart(spec, line, anchor, number)
             if kind == "explorer":
-                return explorer_html(self, spec, line, anchor, number, json_for_script)
+                return explorer_html(self, spec, line, anchor, number)
             return self.table(spec, line, anchor, number)
         except UserError as exc:
             if exc.path:
@@ -201,10 +186,11 @@ class PageRenderer(ChapterExtras):
         items = ", ".join(f"<code>exports/{escape(m)}</code>" for m in missing)
         return f'<div class="pending-box" role="note"><strong>Pending.</strong> This needs {items}, which does not exist yet.</div>'
 
-    def chart(self, spec: dict, line: int, label: str, anchor: str, number: str) -> str:
+    def chart(self, spec: dict, line: int, anchor: str, number: str) -> str:
         self.figure_count += 1
         id_attr = f' id="{escape(anchor)}"' if anchor else ""
-        for rel in files_of(check_spec(spec)):
+        spec = check_spec(spec)  # once: the cache and the figure code take the checked spec
+        for rel in files_of(spec):
             self._source(rel, line)  # records the file it reads (or the pending warning)
         result = self.b.chart(spec)
         if result.figure is None:
@@ -222,32 +208,13 @@ class PageRenderer(ChapterExtras):
             download = f' <a class="download" href="{csv_rel}" download="{escape(name)}">Data (CSV)</a>'
         caption = self._caption(f"Figure {number}" if number else "", spec, line, download)
         figure = dict(result.figure, title=str(spec.get("title", "")))
-        height = check_spec(spec)["height"]
-        controls = ""
-        if figure["type"] in ("line", "scatter"):
-            smoothing = figure["smoothing"]
-            controls = (
-                '<div class="chart-controls">'
-                f'<label>Smoothing <input class="js-smoothing" type="range" min="0" max="0.99" step="0.01" value="{smoothing}">'
-                f'<output>{smoothing:.2f}</output></label>'
-                f'<label><input class="js-log-y" type="checkbox"{" checked" if figure["log_y"] else ""}> log y</label>'
-                "</div>"
-            )
-        elif figure["type"] == "panels" and len(figure["frames"]) > 1:
-            n = len(figure["frames"])
-            first = escape(figure["frames"][0]["label"])
-            controls = (
-                f'<div class="chart-controls"><label>{escape(figure["frame_label"])} '
-                f'<input class="js-frame" type="range" min="0" max="{n - 1}" step="1" value="0">'
-                f"<output>{first}</output></label></div>"
-            )
-        return (
-            f'<figure class="chart-figure"{id_attr}>\n'
-            f'<div class="chart" data-chart-type="{figure["type"]}"{_group_attr(spec)}>'
-            f'<div class="chart-plot" style="height:{height}px"></div>{controls}'
-            f'<script type="application/json" class="chart-data">{json_for_script(figure)}</script></div>\n'
-            f"{caption}\n</figure>\n"
-        )
+        chart_id, script = chart_script(figure)
+        src = f"data/charts/{chart_id}.js"
+        self.b.data_out[src] = script
+        self.data_out[src] = self.b.charts.store(result.cache_key, ".js", script)
+        return self.b.partial("chart.html").render(
+            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=spec["height"], group=spec.get("group"), caption=Markup(caption)
+        ) + "\n"
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
         allowed = {"id", "source", "keys", "columns", "caption", "title", "format", "labels", "formats"}
@@ -292,15 +259,22 @@ class Builder:
         self.charts = ChartCache(project.cache / "charts", project.exports, file_hash)
         self.page_cache = PageCache(project.cache / "pages", project.root, file_hash)
         self.pages_rendered = 0  # pages whose markdown was rendered (not taken from the render cache)
-        self.jobs = 1  # processes for new formulas (MathRenderer.prerender)
+        self.jobs = 1  # Node processes for new formulas (MathRenderer.prerender)
         clear_column_memo()
-        self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json")
+        self.katex_dist = find_katex(project.root, katex_version())
+        self.math = MathRenderer(project.cache / f"katex-{katex_version()}.json", self.katex_dist.parent)
         self.labels: dict[str, tuple[Page, str]] = {}
         self.pages_by_slug: dict[str, Page] = {}
         self.data_files: set[str] = set()
         self.data_out: dict[str, bytes] = {}
         self.pending: dict[tuple[str, str], list[int]] = {}  # (chapter, source) -> lines that use it
         self.notes: list[str] = []  # other warnings ("chapter:line: ..."), e.g. an image without alt text
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(project.template_dirs),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
 
     def pending_source(self, page_path: str, line: int, rel: str) -> None:
         lines = self.pending.setdefault((page_path, rel), [])
@@ -319,19 +293,24 @@ class Builder:
     def chart(self, spec: dict):
         return self.charts.chart(spec)
 
+    def partial(self, name: str) -> jinja2.Template:
+        """A markup partial from templates/partials/ (chart, ...)."""
+        return self.env.get_template(f"partials/{name}")
+
     def numbered_tex(self, tex: str, label: str | None) -> str:
         """A display formula's TeX with its equation number, if it has a label."""
         return f"{tex}\n\\tag{{{self.labels[label][1]}}}" if label and self.labels[label][1] else tex
 
-    def formulas(self, page: Page) -> list[tuple[str, bool]]:
-        """(TeX, display) of the formulas in a page's markdown (captions aside), as render() will ask for them."""
-        out = []
+    def formulas(self, page: Page) -> list[Formula]:
+        """The formulas in a page's markdown (captions aside), as render() will ask for them."""
+        out, path = [], page.doc.path
         for token in page.parsed().tokens:
             if token.type == "math_block":
-                out.append((self.numbered_tex(token.meta.get("tex", token.content), token.meta.get("label")), True))
+                tex = self.numbered_tex(token.meta.get("tex", token.content), token.meta.get("label"))
+                out.append(Formula(tex, True, path, token.map[0] + 1))
             for child in token.children or []:
                 if child.type in ("math_inline", "math_inline_double"):
-                    out.append((child.content, child.type == "math_inline_double"))
+                    out.append(Formula(child.content, child.type == "math_inline_double", path, child.meta.get("line", 1)))
         return out
 
     def column(self, path, rel: str, name: str) -> Column:
@@ -353,54 +332,64 @@ def check_links(pages: list[Page]) -> None:
                 raise UserError(f"link to {link.href}: no anchor '#{link.anchor}' on {target.doc.path}", path=page.doc.path, line=link.line)
 
 
-def _render_page(builder: Builder, page: Page) -> dict:
-    """Render one page's article; returns its render-cache entry (without key, assets and html)."""
+def _render_page(builder: Builder, page: Page, key: str) -> RenderedPage:
+    """Render one page's article (the page template runs later, once the assets are known)."""
     renderer = PageRenderer(builder, page)
     page.body = render_markdown(page.parsed(), renderer) + renderer.end_matter()
     builder.notes += renderer.warnings_out
     page.anchors = set(ID_RE.findall(page.body))
     builder.pages_rendered += 1
-    return {
-        "data": builder.page_cache.data_hashes(renderer.data_files),
-        "body": page.body,
-        "links": [[link.href, link.line, link.page, link.anchor] for link in page.links],
-        "charts": page.charts,
-        "has_math": page.has_math,
-        "pending": [[rel, lines] for (path, rel), lines in builder.pending.items() if path == page.doc.path],
-        "data_out": renderer.data_out,
-        "explorers": page.explorers,
-        "explorer_files": renderer.explorer_files,
-        "images": renderer.images_out,
-        "warnings": renderer.warnings_out,
-    }
+    return RenderedPage(
+        key=key,
+        data=builder.page_cache.data_hashes(renderer.data_files),
+        body=page.body,
+        links=list(page.links),
+        charts=page.charts,
+        has_math=page.has_math,
+        pending=[(rel, lines) for (path, rel), lines in builder.pending.items() if path == page.doc.path],
+        data_out=renderer.data_out,
+        images=renderer.images_out,
+        warnings=renderer.warnings_out,
+        explorers=page.explorers,
+        explorer_files=renderer.explorer_files,
+    )
 
 
-def _restore_page(builder: Builder, page: Page, entry: dict) -> bool:
-    """Take a page's render from its cache entry; False when a CSV it links to left the chart cache."""
-    if not all(builder.charts.has(key) for key in entry["data_out"].values()):
+def _restore_page(builder: Builder, page: Page, entry: RenderedPage) -> bool:
+    """Take a page's render from its cache entry; False when a file it adds left the chart cache."""
+    data_out = {rel: builder.charts.read(key, PurePosixPath(rel).suffix) for rel, key in entry.data_out.items()}
+    if any(data is None for data in data_out.values()):
         return False
-    page.body = entry["body"]
+    page.body = entry.body
     page.anchors = set(ID_RE.findall(page.body))
-    page.links = [Link(*link) for link in entry["links"]]
-    page.charts, page.has_math = entry["charts"], entry["has_math"]
-    page.explorers = entry.get("explorers", False)
+    page.links = list(entry.links)
+    page.charts, page.has_math = entry.charts, entry.has_math
+    page.explorers = entry.explorers
     restore_explorer_files(builder, entry)
-    for rel, lines in entry["pending"]:
+    for rel, lines in entry.pending:
         builder.pending[(page.doc.path, rel)] = list(lines)
-    restore_images(builder, entry.get("images", []))
-    builder.notes += entry.get("warnings", [])
-    for csv_rel, key in entry["data_out"].items():
-        builder.charts.used.add(key)
-        builder.data_out[csv_rel] = builder.charts.csv(key)
+    restore_images(builder, entry.images)
+    builder.notes += entry.warnings
+    builder.charts.used.update(entry.data_out.values())
+    builder.data_out.update(data_out)
     return True
 
 
 def render_site(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool = True) -> dict[str, bytes]:
     """Every file of dist/ (relative path -> bytes). Pages whose inputs are unchanged come from the
     render cache (site.page_cache) unless `use_cache` is off; `builder.pages_rendered` counts the others."""
-    katex_dist = find_katex(project.root, builder.math.version)
+    katex_dist = builder.katex_dist
+    with ThreadPoolExecutor(1) as pool:  # cards (Pillow, mostly without the GIL) while pages render
+        cards = pool.submit(social_cards, project, pages)
+        files = _render_files(project, builder, pages, base_url, tool_key, use_cache, katex_dist)
+        files.update(cards.result())
+    return files
+
+
+def _render_files(project: Project, builder: Builder, pages: list[Page], base_url: str, tool_key: str, use_cache: bool, katex_dist) -> dict[str, bytes]:
     shared = site_key(pages, builder.labels)
-    entries, to_render = {}, []
+    entries: dict[str, RenderedPage] = {}
+    to_render = []
     for page in pages:
         key = builder.page_cache.key(tool_key, shared, page)
         entry = builder.page_cache.lookup(page, key) if use_cache else None
@@ -410,23 +399,18 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
             entries[page.slug] = entry
     builder.math.prerender([f for page, _ in to_render for f in builder.formulas(page)], builder.jobs)
     for page, key in to_render:
-        entries[page.slug] = dict(_render_page(builder, page), key=key)
+        entries[page.slug] = _render_page(builder, page, key)
     for page in pages:
-        builder.data_files.update(entries[page.slug]["data"])
+        builder.data_files.update(entries[page.slug].data)
     check_links(pages)
-    assets = collect_assets(project.template_dirs, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
+    assets = collect_assets(project.root, project.template_dirs, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.template_dirs),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = builder.env
     template = env.get_template("page.html")
     files: dict[str, bytes] = dict(assets.files)
     for i, page in enumerate(pages):
         entry = entries[page.slug]
-        if entry.get("assets") != assets_key:
+        if entry.assets != assets_key:
             html = template.render(
                 site=project.config,
                 base_url=base_url,
@@ -437,12 +421,12 @@ def render_site(project: Project, builder: Builder, pages: list[Page], base_url:
                 assets=assets.urls,
                 body=Markup(page.body),
             )
-            entry.update(assets=assets_key, html=html)
+            entry = entry.with_html(assets_key, html)
             builder.page_cache.keep(page, entry, changed=True)
         else:
             builder.page_cache.keep(page, entry, changed=False)
-        files[page.url] = entry["html"].encode("utf-8")
+        files[page.url] = entry.html.encode("utf-8")
     files.update(builder.data_out)
-    files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: cards, sitemap, 404
+    files.update(published_files(project, env, pages, assets.urls, base_url))  # issue 7: sitemap, 404
     files[".nojekyll"] = b""
     return files

@@ -28,18 +28,36 @@ def pagefind_executable() -> Path:
     return get_executable()
 
 
+class SearchIndex:
+    """Pagefind indexing the HTML files under `dist` into dist/pagefind/, in its own process: started once
+    the pages are written, it runs while the build writes everything else (see site.build)."""
+
+    def __init__(self, dist: Path):
+        self.dist = dist
+        command = [
+            str(pagefind_executable()), "--site", str(dist), "--output-subdir", SEARCH_DIR,
+            "--keep-index-url", "--exclude-selectors", EXCLUDE, "--silent",
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self) -> int:
+        """Wait for Pagefind; returns the index's size in bytes (index + fragments + metadata, i.e. what a
+        search downloads at most, without the UI code)."""
+        out, err = self.process.communicate()
+        if self.process.returncode != 0:
+            raise UserError(f"search indexing (pagefind) failed: {(err or out).strip()}")
+        bundle = self.dist / SEARCH_DIR
+        for name in UNUSED:
+            (bundle / name).unlink(missing_ok=True)
+        index = [p for p in bundle.rglob("*") if p.is_file() and p.suffix in (".pf_index", ".pf_fragment", ".pf_meta")]
+        return sum(p.stat().st_size for p in index)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
 def index_search(dist: Path) -> int:
-    """Index the HTML files under `dist` into dist/pagefind/; returns the index's size in bytes
-    (index + fragments + metadata, i.e. what a search downloads at most, without the UI code)."""
-    command = [
-        str(pagefind_executable()), "--site", str(dist), "--output-subdir", SEARCH_DIR,
-        "--keep-index-url", "--exclude-selectors", EXCLUDE, "--silent",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UserError(f"search indexing (pagefind) failed: {(done.stderr or done.stdout).strip()}")
-    bundle = dist / SEARCH_DIR
-    for name in UNUSED:
-        (bundle / name).unlink(missing_ok=True)
-    index = [p for p in bundle.rglob("*") if p.is_file() and p.suffix in (".pf_index", ".pf_fragment", ".pf_meta")]
-    return sum(p.stat().st_size for p in index)
+    """Index the HTML files under `dist` (written already) and wait for it."""
+    return SearchIndex(dist).finish()

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from site_builder.errors import UserError
+from site_builder.site.fingerprint import BUILD_ID_FILE
 
 EVENTS_PATH = "/__site_builder/events"
 
@@ -141,7 +142,7 @@ class DevServer:
 
     def __init__(self, root: str | Path = ".", host: str = "127.0.0.1", port: int = 8000, out: str | Path | None = None):
         from site_builder.site.config import load_config
-        from site_builder.site.fingerprint import Project
+        from site_builder.site.project import Project
 
         self.root = Path(root).resolve()
         self.project = Project(self.root, load_config(self.root))
@@ -169,7 +170,7 @@ class DevServer:
             for warning in result.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             print(result.summary(), flush=True)
-            build_id = (self.dist / ".build-id").read_text().strip()
+            build_id = (self.dist / BUILD_ID_FILE).read_text().strip()
             self.state.set(build_id, "")
             return True
         print(f"error: {error}", file=sys.stderr, flush=True)

@@ -37,6 +37,7 @@ def test_search_finds_a_chapter_under_the_sub_path(built_fixture_site, serve, br
     visit.page.click(".pagefind-ui__result-link")
     visit.page.wait_for_url(re.compile(r".*/chapter\.html.*"))
     assert visit.page.title().startswith("The chapter")
+    visit.page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")  # Plotly (lazy) is in
     # words outside the articles (navigation, footers) are not indexed
     visit.page.goto(base + "index.html")
     visit.page.fill(".pagefind-ui__search-input", "Skip")

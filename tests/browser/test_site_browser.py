@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import pytest
 
+from site_builder.charts.script import read_chart_script
 from site_builder.site.build import build_site
+from tests.conftest import FIXTURE_FILES, write_site
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
@@ -27,12 +31,17 @@ def scroll_through(page):
     )
 
 
+def chart_data(page, url: str) -> dict:
+    """A chart's figure from its data/charts/<id>.js (over HTTP, or from the disk for file://)."""
+    data = Path(url2pathname(urlsplit(url).path)).read_bytes() if url.startswith("file:") else page.request.get(url).body()
+    return json.loads(read_chart_script(data)[1])
+
+
 def expected_traces(page) -> list[int]:
     """Traces each chart must draw: line charts draw a raw + a smoothed trace per series; a panels grid
     draws one canvas per model and image, plus a row of input pictures when it has them."""
-    figures = page.evaluate(
-        "Array.from(document.querySelectorAll('.chart .chart-data')).map(s => JSON.parse(s.textContent))"
-    )
+    urls = page.eval_on_selector_all(".chart", "cs => cs.map(c => new URL(c.dataset.src, document.baseURI).href)")
+    figures = [chart_data(page, url) for url in urls]
     per_series = {"line": 2, "scatter": 2, "bar": 1}
     def panels(f):
         return (len(f["rows"]) + (1 if f["inputs"] else 0)) * len(f["images"])
@@ -96,8 +105,46 @@ def test_charts_draw_only_when_scrolled_into_view(built_fixture_site, serve, bro
     drawn = drawn_traces(page)
     assert drawn[0] > 0  # the first chart is in view
     assert drawn[-1] == -1  # the attention panels, far below, are not drawn yet
+    loaded = "performance.getEntriesByType('resource').map(r => r.name)"
+    sources = page.eval_on_selector_all(".chart", "cs => cs.map(c => new URL(c.dataset.src, document.baseURI).href)")
+    assert sources[0] in page.evaluate(loaded) and sources[-1] not in page.evaluate(loaded)  # nor is its data loaded
     scroll_through(page)
     assert drawn_traces(page) == expected_traces(page)
+    assert sources[-1] in page.evaluate(loaded)
+    visit.assert_clean()
+
+
+def test_plotly_loads_only_when_a_chart_nears_the_viewport(tmp_path, serve, browser_page):
+    """A chapter whose only chart is far below the fold: no Plotly and no chart data until the reader scrolls."""
+    files = dict(FIXTURE_FILES)
+    filler = "\n\n".join(f"Paragraph {i}." for i in range(120))
+    files["content/far.md"] = f"---\ntitle: Far\norder: 5\n---\n\n{filler}\n\n```chart\nsource: runs/a/history.csv\ny: train/loss\n```\n"
+    out = tmp_path / "dist"
+    build_site(write_site(tmp_path / "site", files), out)
+    visit = browser_page(serve(out) + "far.html")
+    page = visit.page
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(300)
+    loaded = "performance.getEntriesByType('resource').map(r => r.name)"
+    assert not [url for url in page.evaluate(loaded) if "plotly" in url or "/data/charts/" in url]
+    scroll_through(page)
+    assert [url for url in page.evaluate(loaded) if "plotly" in url]
+    visit.assert_clean()
+
+
+def test_hover_lists_every_series_and_nothing_uploads(built_fixture_site, serve, browser_page):
+    visit = browser_page(serve(built_fixture_site) + "chapter.html")
+    page = visit.page
+    page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
+    plot = page.locator(".chart .chart-plot").first
+    box = page.locator(".chart .nsewdrag").first.bounding_box()
+    plot.hover(position={"x": box["x"] - plot.bounding_box()["x"] + box["width"] / 2, "y": box["y"] - plot.bounding_box()["y"] + box["height"] / 2})
+    page.wait_for_function("document.querySelector('.chart .hoverlayer .legend') !== null", timeout=3000)
+    label = page.evaluate("document.querySelector('.chart .hoverlayer .legend').textContent")
+    assert label.index("train/loss") < label.index("train/sigreg")  # both series at that x, in legend order
+    titles = page.eval_on_selector_all(".chart .modebar-btn", "bs => bs.map(b => b.getAttribute('data-title'))")
+    assert "Download plot as a PNG" in titles or "Download plot as a png" in titles
+    assert not [t for t in titles if re.search(r"cloud|studio|share|upload", t or "", re.I)], titles
     visit.assert_clean()
 
 

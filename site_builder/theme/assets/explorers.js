@@ -6,6 +6,18 @@
   "use strict";
 
   /* ---------- shared helpers ---------- */
+  var PLOTLY_URL = document.currentScript && document.currentScript.getAttribute("data-plotly");
+  var plotlyLoading = null;
+  function loadPlotly() {  // Plotly only when an embedding map is shown (site.js may have loaded it already)
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyLoading) plotlyLoading = new Promise(function (resolve, reject) {
+      var s = document.querySelector('script[src="' + PLOTLY_URL + '"]');  // site.js's, still loading
+      if (!s) { s = document.createElement("script"); s.src = PLOTLY_URL; document.head.appendChild(s); }
+      s.addEventListener("load", function () { resolve(window.Plotly); });
+      s.addEventListener("error", function () { reject(new Error("could not load Plotly")); });
+    });
+    return plotlyLoading;
+  }
   var pending = {};  // url -> [resolve, ...]
   var loaded = {};   // url -> data
   window.explorerData = function (url, data) {
@@ -388,7 +400,8 @@
     }
     function show(i) {
       fig.setAttribute("aria-busy", "true");
-      return loadData(models[i].url).then(function (d) {
+      return Promise.all([loadData(models[i].url), loadPlotly()]).then(function (loaded) {
+        var d = loaded[0];
         data = d;
         var layout = {
           paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: textColor(), size: 12 },

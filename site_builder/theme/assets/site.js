@@ -1,8 +1,46 @@
-/* Draws the pages' charts (figure JSON embedded by the build) with Plotly, when they scroll into view.
-   Line charts get wandb's EMA smoothing (debiased, as in TensorBoard) and a log-y toggle;
-   panels charts get a frame slider. Loaded only by pages that have charts. */
+/* Draws the pages' charts with Plotly when they near the viewport: only then are Plotly (the URL in this
+   script's data-plotly) and the chart's figure (data/charts/<id>.js, which calls siteChartData) loaded,
+   each by a <script> element, so it works from file:// too. Line charts get wandb's EMA smoothing
+   (debiased, as in TensorBoard), a log-y toggle and a hover listing every series at that x; panels charts
+   get a frame slider. Loaded only by pages that have charts. */
 (function () {
   "use strict";
+  var PLOTLY_URL = document.currentScript && document.currentScript.getAttribute("data-plotly");
+  /* Plotly's mode bar without anything that uploads (plotly.js 4 shows "send to cloud" by default). */
+  var CONFIG = { responsive: true, displaylogo: false, showSendToCloud: false, showLink: false,
+    modeBarButtonsToRemove: ["sendChartToCloud", "sendDataToCloud"] };
+  var loaded = {};
+  var figures = {};  // chart id -> [resolve, promise]
+
+  function loadScript(url) {
+    if (!loaded[url]) {
+      loaded[url] = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = url;
+        script.onload = resolve;
+        script.onerror = function () { reject(new Error("could not load " + url)); };
+        document.head.appendChild(script);
+      });
+    }
+    return loaded[url];
+  }
+
+  function waiting(id) {
+    if (!figures[id]) {
+      var entry = [];
+      entry[1] = new Promise(function (resolve) { entry[0] = resolve; });
+      figures[id] = entry;
+    }
+    return figures[id];
+  }
+
+  /* called by data/charts/<id>.js */
+  window.siteChartData = function (id, fig) { waiting(id)[0](fig); };
+
+  function figureOf(el) {
+    var id = el.getAttribute("data-chart");
+    return loadScript(el.getAttribute("data-src")).then(function () { return waiting(id)[1]; });
+  }
   var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 
   /* wandb's "Exponential moving average" smoothing: last = w*last + (1-w)*y, divided by the
@@ -32,7 +70,7 @@
       font: { color: t.fg, family: "system-ui, sans-serif", size: 13 },
       margin: { l: 60, r: 20, t: 30, b: 50 },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
-      hovermode: "closest"
+      hovermode: "x unified"  // every series' value at the x under the pointer, in legend order
     };
     var given = fig.layout || {};
     for (var k in given) layout[k] = JSON.parse(JSON.stringify(given[k]));
@@ -69,12 +107,11 @@
     var smoothing = slider ? parseFloat(slider.value) : fig.smoothing;
     var layout = baseLayout(fig, t);
     layout.yaxis.type = (logY ? logY.checked : fig.log_y) ? "log" : "linear";
-    var config = { responsive: true, displaylogo: false };
-    Plotly.newPlot(plot, seriesTraces(fig, smoothing), layout, config);
+    Plotly.newPlot(plot, seriesTraces(fig, smoothing), layout, CONFIG);
     if (slider) {
       slider.addEventListener("input", function () {
         var w = parseFloat(slider.value);
-        slider.nextElementSibling.textContent = w.toFixed(2);
+        el.querySelector(".js-smoothing-value").textContent = w.toFixed(2);
         var ys = [], opacity = [], idx = [];
         fig.traces.forEach(function (tr, i) {
           idx.push(2 * i, 2 * i + 1);
@@ -300,7 +337,7 @@
     if (slider) {
       slider.addEventListener("input", function () {
         state.frame = parseInt(slider.value, 10);
-        slider.nextElementSibling.textContent = fig.frames[state.frame].label;
+        (el.querySelector(".js-frame-value") || slider.nextElementSibling).textContent = fig.frames[state.frame].label;
         redraw();
       });
     }
@@ -313,19 +350,16 @@
     if (el.dataset.drawn) return;
     el.dataset.drawn = "1";
     var plot = el.querySelector(".chart-plot");
-    try {
-      var fig = JSON.parse(el.querySelector(".chart-data").textContent);
-      if (fig.type === "panels") {
-        drawPanels(el, plot, fig).catch(function (err) { plot.textContent = "This figure could not be drawn: " + err.message; });
-        return;
-      }
+    return Promise.all([loadScript(PLOTLY_URL), figureOf(el)]).then(function (loaded) {
+      var fig = loaded[1];
+      if (fig.type === "panels") return drawPanels(el, plot, fig);  // an image grid: no Plotly figure to resize
       drawSeries(el, plot, fig);
       if (window.ResizeObserver) new ResizeObserver(function () { Plotly.Plots.resize(plot); }).observe(plot);
       el.dispatchEvent(new CustomEvent("chart:drawn", { bubbles: true }));  // linked-charts.js listens
-    } catch (err) {
+    }).catch(function (err) {
       plot.textContent = "This chart could not be drawn: " + err.message;
       console.error(err);
-    }
+    });
   }
 
   // follow the reader's light/dark switch: recolour the text and grid of charts already drawn
