@@ -31,7 +31,7 @@ def _time(fn, repeats: int) -> list[float]:
 
 
 def main() -> None:
-    from site_builder.analyze import command
+    from site_builder.analyze import pipeline
     from site_builder.train.data import load_cifar100
     from site_builder.train.model import ViT, ViTConfig
     from site_builder.train.probe import extract_features
@@ -44,23 +44,23 @@ def main() -> None:
     p.add_argument("--probe-images", type=int, default=2000)
     args = p.parse_args()
 
-    device = command._device(args.device)
+    device = pipeline.select_device(args.device)
     torch.manual_seed(0)
     model = ViT(ViTConfig()).to(device).eval()
     t = time.perf_counter()
     test_x, test_y = load_cifar100(args.data, "test")
     load_s = time.perf_counter() - t
-    panel_x = test_x[list(command.PANEL_INDICES)]
-    names = command._panel_names(command.PANEL_INDICES, test_y, None)
+    panel_x = test_x[list(pipeline.PANEL_INDICES)]
+    names = pipeline.panel_names(pipeline.PANEL_INDICES, test_y, None)
 
     stages = {
         "load test split": [load_s],
-        "panel figures (32 + 64)": _time(lambda: command._panel_figures(model, panel_x, names, device), args.repeats),
+        "panel figures (32 + 64)": _time(lambda: pipeline.panel_figures(model, panel_x, names, device), args.repeats),
         f"embedding figures ({args.embeddings} images)": _time(
-            lambda: command._embedding_figures(model, None, test_x[: args.embeddings], device, 0), args.repeats),
+            lambda: pipeline.embedding_figures(model, None, test_x[: args.embeddings], device, 0), args.repeats),
     }
     probe_x = torch.from_numpy(test_x[: args.probe_images])
-    probe = _time(lambda: extract_features(model, probe_x, device, command._batch_size(device)), args.repeats)
+    probe = _time(lambda: extract_features(model, probe_x, device, pipeline.batch_size(device)), args.repeats)
     stages[f"probe features ({args.probe_images} images)"] = probe
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"

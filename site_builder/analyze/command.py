@@ -1,57 +1,11 @@
-"""`python -m site_builder analyze`: checkpoint -> exports/figures/<run>/ (PCA, attention, spectra, probe).
-
-Writes, into one folder replaced atomically:
-    pca_32.json, pca_64.json              panels: input image + top-3 PCA of its last-layer patch tokens as RGB
-    attention_32.json, attention_64.json  panels: CLS->patch attention per layer (frame), head and head mean
-    attention_metrics.csv                 last layer, mean over the panel images (see metrics.py)
-    attention_metrics_detail.csv          every layer, for the panel mean and for each image alone
-    spectrum.csv, projections.csv         embedding health of the backbone's CLS embedding, first
-                                          --embeddings test images; singular values / largest, and a
-                                          histogram of 1-D random projections beside N(0, 1). The last
-                                          singular value is ~0 for every model: the final LayerNorm
-                                          subtracts each vector's mean, which puts every embedding in
-                                          one hyperplane; only a drop well before the end is collapse
-    projector_spectrum.csv, projector_projections.csv
-                                          the same for the projector output (what SIGReg is applied to),
-                                          when the checkpoint holds the projector (`last` checkpoints)
-    probe.csv                             final offline linear probe (only with --probe)
-    meta.json                             provenance, timings and the cache key
-
-64x64 inputs are the 32x32 test images upsampled bilinearly (the model has seen only 32x32: RoPE
-extrapolation). The output is cached by a key over the checkpoint's content (its checkpoint.json, which
-holds the sha256 of every shard), the options and the analysis code: the same key again does nothing.
-"""
+"""`python -m site_builder analyze`: the command line of `analyze.pipeline` (which documents the files)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import io
-import json
-import re
-import subprocess
-import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import orjson
-import torch
-import torch.nn.functional as F
-
-from site_builder.analyze import figures, metrics
-from site_builder.errors import UserError
-from site_builder.fsutil import check_output_dir, json_bytes, staged_dir
-
-# CIFAR-100 test indices of the panel (test image i has fine label i % 100): fox (34), chimpanzee (21),
-# bear (3), bicycle (8), motorcycle (48), pickup truck (58), each a clear, centred example.
-PANEL_INDICES = (34, 121, 403, 408, 348, 58)
-RESOLUTIONS = (32, 64)
-PROJECTION_DIRECTIONS = 64
-CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code change here
-OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one folder under --out, never a path
+from site_builder.analyze.options import METRIC_COLUMNS, PANEL_INDICES, Options, Result
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                        "folder above the checkpoint; 'random-init' with --random-init)")
     parser.add_argument("--data", type=Path, default=Path("data/cifar100"),
                         help="CIFAR-100 folder (npz shards or the official archive; default: data/cifar100)")
-    parser.add_argument("--out", type=Path, default=Path("exports/figures"), help="default: exports/figures")
+    parser.add_argument("--out", type=Path, help="default: exports/figures (exports/explorers with --explorers)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--images", type=_indices, default=PANEL_INDICES,
                         help="comma-separated CIFAR-100 test indices of the panel "
@@ -75,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "of ViT-nano, so a healthy spectrum shows no false cliff)")
     parser.add_argument("--probe", action="store_true",
                         help="also run the final linear probe (features of all 60k images; slow on CPU)")
+    parser.add_argument("--explorers", action="store_true",
+                        help="instead of the figures: the site's explorer data (embedding map of all 10,000 test "
+                             "images with nearest neighbours, attention of every layer and head, thumbnail atlas)")
+    parser.add_argument("--explorer-resolution", type=int, default=32,
+                        help="input size for the explorers (default 32; 224 for a ViT-S/16 at 224 px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init and projections")
     parser.add_argument("--force", action="store_true", help="recompute even when the cache key matches")
 
@@ -89,318 +48,37 @@ def _indices(text: str) -> tuple[int, ...]:
     return values
 
 
-def _code_sha256() -> str:
-    """Hash of the code whose change changes the outputs (this package and the model/probe/data code)."""
-    root = Path(__file__).resolve().parent.parent
-    files = sorted(root.glob("analyze/*.py")) + [root / "train" / f for f in ("model.py", "probe.py", "data.py")]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"--device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
-    return device
-
-
-def _source(args) -> tuple[str, str, dict]:
-    """(output name, content sha256 of the model, provenance) without loading any weights."""
-    from site_builder.train.checkpoint import INFO_FILE
-    from site_builder.train.model import ViTConfig
-
-    if args.random_init:
-        config = ViTConfig().to_dict()
-        sha = hashlib.sha256(json_bytes({"random_init": config, "seed": args.seed})).hexdigest()
-        return args.name or "random-init", sha, {"checkpoint": None, "random_init": True}
-    folder = args.checkpoint
-    info_path = folder / INFO_FILE
-    if not info_path.is_file():
-        raise UserError(f"not a checkpoint folder: {INFO_FILE} is missing", path=folder)
-    raw = info_path.read_bytes()
-    try:
-        run_name = json.loads(raw).get("run")
-    except (ValueError, AttributeError):
-        run_name = None  # load_model reports what is wrong with the file
-    name = args.name or (run_name if isinstance(run_name, str) and run_name else folder.resolve().parent.name)
-    if not OUTPUT_NAME.fullmatch(name):  # a foreign checkpoint.json must not steer writes out of --out
-        where = "--name" if args.name else "field 'run'"
-        raise UserError(f"{where}: {name!r} is not a folder name (letters, digits, '.', '_', '-'; no '/')", path=info_path)
-    return name, hashlib.sha256(raw).hexdigest(), {"checkpoint": folder.as_posix()}
-
-
-def _load(args, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
-    """(backbone, projector or None, checkpoint info). Resumable `last` checkpoints hold the projector."""
-    from site_builder.train.checkpoint import load_model, read_checkpoint
-    from site_builder.train.model import ViT, ViTConfig
-
-    if args.random_init:
-        torch.manual_seed(args.seed)
-        return ViT(ViTConfig()).to(device).eval(), None, {"step": 0, "epoch": 0}
-    model, info = load_model(args.checkpoint, str(device))
-    if not any(name.startswith("state-") for name in info["files"]):
-        return model, None, info
-    _, _, state = read_checkpoint(args.checkpoint)  # read again: load_model keeps only the backbone
-    return model, _projector(state, model.embed_dim, args.checkpoint, device), info
-
-
-def _projector(state: dict, width: int, path: Path, device: torch.device) -> torch.nn.Module | None:
-    from site_builder.train.model import Projector
-
-    weights = {k.removeprefix("projector."): v.float() for k, v in state.items() if k.startswith("projector.")}
-    if not weights:
-        return None
-    try:
-        projector = Projector(width, weights["net.0.weight"].shape[0], weights["net.6.weight"].shape[0])
-        projector.load_state_dict(weights, strict=True)
-    except (KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"projector weights do not fit the projector ({first})", path=path) from None
-    return projector.to(device).eval()
-
-
-def _class_names(data_dir: Path) -> list[str] | None:
-    try:
-        names = json.loads((data_dir / "classes.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return names if isinstance(names, list) and len(names) == 100 else None
-
-
-def _panel_names(indices, labels, class_names) -> list[str]:
-    """Class names ("fox"), with the test index added where a class appears twice in the panel."""
-    classes = [class_names[int(labels[i])] if class_names else f"class {int(labels[i])}" for i in indices]
-    return [c if classes.count(c) == 1 else f"{c} #{i}" for c, i in zip(classes, indices)]
-
-
-def _inputs(images_u8: np.ndarray, resolution: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """(normalised model input, uint8 image as shown) at `resolution` (bilinear upsampling above 32)."""
-    from site_builder.train.data import normalize
-
-    u8 = torch.from_numpy(images_u8).to(device)
-    x = normalize(u8)
-    shown = u8.permute(0, 3, 1, 2).float()
-    if resolution != x.shape[-1]:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
-        shown = F.interpolate(shown, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    shown = shown.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return x, shown
-
-
-def _compact_json(obj) -> bytes:
-    """Panels files: sorted keys like fsutil.json_bytes but without indentation (3x smaller in git)."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
-
-
-def _csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])
-    return out.getvalue().encode()
-
-
-METRIC_COLUMNS = ["entropy", "sparsity", "max_attention", "head_diversity", "head_similarity", "uniform_entropy"]
-
-
-@torch.inference_mode()
-def _panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], list[dict], list[dict]]:
-    """PCA and attention panels files, the metrics table and the per-layer/per-image detail rows."""
-    files, table, detail = {}, [], []
-    patch = model.cfg.patch_size
-    for res in RESOLUTIONS:
-        x, shown = _inputs(images_u8, res, device)
-        num_patches = (res // patch) ** 2
-        _, patches = model.forward_features(x)
-        pca = figures.pca_rgb(patches.float())
-        files[f"pca_{res}.json"] = _compact_json({
-            "title": f"PCA of each image's last-layer patch features, {res}x{res} input (top 3 components as RGB)",
-            "columns": 6,  # three (input, PCA) pairs per row
-            "panels": figures.image_panels(names, shown, pca, "PCA"),
-        })
-        p = metrics.cls_patch_attention(model.attention_maps(x), num_patches)  # [L, B, H, N]
-        files[f"attention_{res}.json"] = _compact_json({
-            "title": f"CLS attention to the patches, {res}x{res} input",
-            "frame_label": "layer",
-            "columns": p.shape[2] + 1,  # one row per image: its heads, then their mean
-            "panels": figures.attention_panels(names, p),
-        })
-        common = {"resolution": res, "patches": num_patches, "heads": p.shape[2],
-                  "sparsity_threshold": metrics.SPARSITY_THRESHOLD}
-        table.append({**common, "layer": p.shape[0], "images": len(names), **metrics.attention_metrics(p[-1])})
-        for layer in range(p.shape[0]):
-            detail.append({**common, "layer": layer + 1, "image": "all", **metrics.attention_metrics(p[layer])})
-            for i, name in enumerate(names):
-                detail.append({**common, "layer": layer + 1, "image": name,
-                               **metrics.attention_metrics(p[layer, i : i + 1])})
-    files["attention_metrics.csv"] = _csv_bytes(
-        ["resolution", *METRIC_COLUMNS, "sparsity_threshold", "layer", "images", "heads", "patches"], table)
-    files["attention_metrics_detail.csv"] = _csv_bytes(
-        ["resolution", "layer", "image", *METRIC_COLUMNS, "sparsity_threshold", "heads", "patches"], detail)
-    return files, table, detail
-
-
-def _embedding_files(emb: torch.Tensor, seed: int, prefix: str) -> tuple[dict[str, bytes], dict]:
-    spectrum = figures.singular_spectrum(emb)
-    proj = figures.random_projections(emb, PROJECTION_DIRECTIONS, seed)
-    hist = figures.projection_histogram(proj)
-    files = {
-        f"{prefix}spectrum.csv": _csv_bytes(
-            ["index", "singular_value"],
-            [{"index": i + 1, "singular_value": float(s)} for i, s in enumerate(spectrum)]),
-        f"{prefix}projections.csv": _csv_bytes(["x", "density", "normal_pdf"], [
-            {"x": float(a), "density": float(b), "normal_pdf": float(c)}
-            for a, b, c in zip(hist["x"], hist["density"], hist["normal_pdf"])]),
-    }
-    summary = {"images": len(emb), "dim": emb.shape[1], "effective_rank": figures.effective_rank(spectrum),
-               "projection_mean": proj.mean().item(), "projection_std": proj.std().item()}
-    return files, summary
-
-
-@torch.inference_mode()
-def _embedding_figures(model, projector, images_u8, device, seed) -> tuple[dict[str, bytes], dict]:
-    """Spectrum and projection histogram of the backbone's CLS embedding (what the probes see) and,
-    where the checkpoint holds it, of the projector's output (what SIGReg is applied to)."""
-    from site_builder.train.probe import extract_features
-
-    emb = extract_features(model, torch.from_numpy(images_u8), device, _batch_size(device))
-    emb = emb[:, : model.embed_dim]
-    files, backbone = _embedding_files(emb.double(), seed, "")
-    summary = {"backbone": backbone}
-    if projector is not None:
-        z = torch.cat([projector(batch.to(device)).float().cpu() for batch in emb.split(_batch_size(device))])
-        projector_files, summary["projector"] = _embedding_files(z.double(), seed, "projector_")
-        files.update(projector_files)
-    return files, summary
-
-
-def _batch_size(device: torch.device) -> int:
-    """Small batches on CPU (big ones spend their time in memory traffic), large ones on a GPU."""
-    return 64 if device.type == "cpu" else 1000
-
-
-def _probe(model, data_dir, device) -> tuple[bytes, dict]:
-    from site_builder.train.data import load_cifar100
-    from site_builder.train.probe import PROBE_RECIPE, extract_features, linear_probe
-
-    train_x, train_y = load_cifar100(data_dir, "train")
-    test_x, test_y = load_cifar100(data_dir, "test")
-    feats = [extract_features(model, torch.from_numpy(x), device, _batch_size(device)) for x in (train_x, test_x)]
-    result = linear_probe(feats[0], torch.from_numpy(train_y), feats[1], torch.from_numpy(test_y), device=device)
-    row = {"split": "test", "top1": float(result["top1"]), "top5": float(result["top5"])}
-    return _csv_bytes(["split", "top1", "top5"], [row]), {**row, "recipe": PROBE_RECIPE}
-
-
 def run(args) -> int:
-    from site_builder.train.checkpoint import INFO_FILE
-    from site_builder.train.data import load_cifar100
+    from site_builder.analyze import pipeline  # torch: only when the command runs
 
-    if args.checkpoint is not None and args.checkpoint.name == INFO_FILE:
-        args.checkpoint = args.checkpoint.parent
-
-    if args.embeddings < 2:
-        raise UserError("--embeddings must be at least 2")
-    name, model_sha, provenance = _source(args)
-    target = args.out / name
-    inputs = [p for p in (args.checkpoint, args.data) if p is not None]
-    check_output_dir(args.out, flag="--out", inputs=inputs, project=Path.cwd(), marker=None)
-    check_output_dir(target, flag="--out", inputs=inputs, project=Path.cwd(), marker="meta.json")
-    options = {"images": list(args.images), "embeddings": args.embeddings, "seed": args.seed}
-    cache_key = hashlib.sha256(json_bytes({"model": model_sha, "options": options, "code": _code_sha256(),
-                                           "version": CACHE_VERSION})).hexdigest()
-    if not args.force and _cached(target, cache_key, args.probe):
-        print(f"{target}: up to date (cache key {cache_key[:12]}), nothing to do")
-        return 0
-
-    device = _device(args.device)
-    timings = {}
-    start = time.perf_counter()
-    model, projector, info = _load(args, device)
-    test_x, test_y = load_cifar100(args.data, "test")
-    bad = [i for i in args.images if i >= len(test_x)]
-    if bad:
-        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=args.data)
-    names = _panel_names(args.images, test_y, _class_names(args.data))
-    timings["load"] = time.perf_counter() - start
-
-    t = time.perf_counter()
-    files, table, _ = _panel_figures(model, test_x[list(args.images)], names, device)
-    timings["panel"] = time.perf_counter() - t
-    t = time.perf_counter()
-    emb_files, embedding_summary = _embedding_figures(model, projector, test_x[: args.embeddings], device, args.seed)
-    files.update(emb_files)
-    timings["embeddings"] = time.perf_counter() - t
-    probe_summary = None
-    if args.probe:
-        t = time.perf_counter()
-        files["probe.csv"], probe_summary = _probe(model, args.data, device)
-        timings["probe"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - start
-
-    meta = {
-        **provenance,
-        "model_sha256": model_sha,
-        "model_config": model.cfg.to_dict(),
-        "step": info.get("step"),
-        "epoch": info.get("epoch"),
-        "cache_key": cache_key,
-        "options": options,
-        "panel": [{"index": i, "name": n} for i, n in zip(args.images, names)],
-        "probe": probe_summary,
-        "embedding": embedding_summary,
-        "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
-                              "mean over heads (pairs) and panel images",
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "git_commit": _git_commit(),
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    with staged_dir(target) as tmp:
-        for filename, data in files.items():
-            (tmp / filename).write_bytes(data)
-        (tmp / "meta.json").write_bytes(json_bytes(meta))
-    _print_summary(target, table, embedding_summary, probe_summary, timings, str(device))
+    opts = Options(
+        checkpoint=None if args.random_init else args.checkpoint, data=args.data, out=args.out, name=args.name,
+        device=args.device, images=args.images, embeddings=args.embeddings, probe=args.probe, explorers=args.explorers,
+        explorer_resolution=args.explorer_resolution, seed=args.seed,
+        force=args.force)
+    result = pipeline.analyze(opts)
+    if result.cached:
+        print(f"{result.target}: up to date (cache key {result.cache_key[:12]}), nothing to do")
+    else:
+        _print_summary(result)
     return 0
 
 
-def _cached(target: Path, cache_key: str, need_probe: bool) -> bool:
-    try:
-        meta = json.loads((target / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("cache_key") == cache_key and (not need_probe or bool(meta.get("probe")))
-
-
-def _print_summary(target, table, embedding, probe, timings, device) -> None:
-    out = sys.stdout
-    print(f"{target}: written on {device} in {timings['total']:.1f} s "
-          f"(" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total") + ")", file=out)
+def _print_summary(r: Result) -> None:
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items() if k != "total")
+    print(f"{r.target}: written on {r.device} in {r.seconds['total']:.1f} s" + (f" ({parts})" if parts else ""))
     header = ["resolution", *METRIC_COLUMNS[:5]]
-    print("  " + "  ".join(f"{h:>15}" for h in header), file=out)
-    for row in table:
-        print("  " + "  ".join(f"{row[h]:>15.4g}" for h in header), file=out)
-    for part, e in embedding.items():
+    if r.table:
+        print("  " + "  ".join(f"{h:>15}" for h in header))
+    for row in r.table:
+        print("  " + "  ".join(f"{row[h]:>15.4g}" for h in header))
+    for part, e in r.embedding.items():
         print(f"  {part} embedding: {e['images']} test images, effective rank {e['effective_rank']:.1f} "
               f"of {e['dim']}; random projections mean {e['projection_mean']:.3f}, std "
-              f"{e['projection_std']:.3f}", file=out)
-    if probe:
-        print(f"  linear probe (test): top-1 {probe['top1']:.2%}, top-5 {probe['top5']:.2%}", file=out)
+              f"{e['projection_std']:.3f}")
+    if r.explorers:
+        e = r.explorers
+        print(f"  explorers: {e['images']} test images at {e['resolution']} px (forward {e['forward_seconds']:.1f} s), "
+              f"map spread {e['spread']:.3g}, 2-D PCA explains {sum(e['explained_variance_2d']):.1%}")
+    if r.probe:
+        print(f"  linear probe (test): top-1 {r.probe['top1']:.2%}, top-5 {r.probe['top5']:.2%}")

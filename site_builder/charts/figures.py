@@ -26,7 +26,7 @@ from site_builder.errors import UserError
 MAX_POINTS = 2000
 IMAGES = "\0images"  # the pictures file among a panels chart's paths (no source label can be this)
 CHART_TYPES = ("line", "scatter", "bar", "panels")
-SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names"}
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names", "group"}
 
 
 @dataclass
@@ -79,6 +79,9 @@ def check_spec(spec: dict) -> dict:
     height = spec.setdefault("height", 380)
     if not isinstance(height, int) or isinstance(height, bool) or not 100 <= height <= 2000:
         raise UserError(f"chart: height must be a whole number of pixels between 100 and 2000, got {height!r}")
+    group = spec.get("group")  # charts of one group share hover and x zoom (templates/assets/linked-charts.js)
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise UserError(f"chart: group must be a name (text), got {group!r}")
     return spec
 
 

@@ -40,7 +40,7 @@ from site_builder.content.yaml_input import load_bounded
 from site_builder.errors import UserError
 
 CALLOUTS = ("note", "tip", "warning")
-DIRECTIVES = ("chart", "table")
+DIRECTIVES = ("chart", "table", "explorer")
 FRONT_MATTER_KEYS = {"title", "order", "summary"}
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: ~10x faster, same values
 
@@ -222,7 +222,7 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
                 raise UserError(f"{kind} block: the body must be YAML 'key: value' lines", path=path, line=line)
             token.meta["spec"] = spec
             label = spec.get("id")
-            expected = "fig" if kind == "chart" else "tbl"
+            expected = "tbl" if kind == "table" else "fig"
             if label is not None:
                 _label_kind(str(label), path, line, f"a {kind}", expected)
             # every chart / table is numbered, with or without an id; the token keeps its label's index

@@ -107,4 +107,6 @@ def collect_assets(root: Path, template_dirs: list[Path], katex_dist: Path, with
     assets.urls["katex_css"] = f"assets/katex-{version}/katex.min.css"
     if with_plotly:
         assets.add("plotly_js", "plotly.min.js", plotly_js_path(root).read_bytes())
+    for name in ("linked-charts.js", "explorers.css", "explorers.js"):  # issue 15
+        assets.add(name.replace("-", "_").replace(".", "_"), name, theme_file(template_dirs, f"assets/{name}").read_bytes())
     return assets

@@ -45,6 +45,10 @@ class RenderedPage:
     """Project-relative images it publishes (copied again when the page comes from the cache)."""
     warnings: list[str] = field(default_factory=list)
     """Warnings its render gave ("chapter:line: ..."), repeated when it comes from the cache."""
+    explorers: bool = False
+    """It has an explorer figure (the page loads explorers.js)."""
+    explorer_files: dict[str, str] = field(default_factory=dict)
+    """Explorer data in dist/ -> its file in the project (copied again when the page comes from the cache)."""
     assets: str = ""
     """Hash of the asset URLs `html` was made with ('' until the page template ran)."""
     html: str = ""

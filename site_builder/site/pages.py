@@ -54,6 +54,7 @@ class Page:
     """'chapter.n' of each of doc.labels (site.pages.number_labels)."""
     charts: int = 0
     has_math: bool = False
+    explorers: bool = False  # has an explorer figure: the page loads explorers.js
     text: str = ""
     """The chapter's markdown source."""
 

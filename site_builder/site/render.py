@@ -37,6 +37,7 @@ from site_builder.content.math import Formula, MathRenderer, katex_version
 from site_builder.content.table_labels import table_html
 from site_builder.errors import UserError
 from site_builder.site.assets import collect_assets, find_katex
+from site_builder.site.explorers import explorer_html, restore_explorer_files
 from site_builder.site.project import Project
 from site_builder.site.page_cache import PageCache, RenderedPage, site_key
 from site_builder.site.pages import Link, Page
@@ -93,6 +94,7 @@ class PageRenderer(ChapterExtras):
         self.figure_count = 0
         self.data_files: set[str] = set()  # what this page read (part of its render-cache entry)
         self.data_out: dict[str, str] = {}  # CSV download -> chart-cache key holding its bytes
+        self.explorer_files: dict[str, str] = {}  # explorer data in dist/ -> its file in the project
         self.images_out: list[str] = []  # image files the page publishes (site.chapter_extras)
         self.warnings_out: list[str] = []
         self.cited: list[str] = []  # citation keys, in order of first use
@@ -185,6 +187,8 @@ class PageRenderer(ChapterExtras):
         try:
             if kind == "chart":
                 return self.chart(spec, line, anchor, number)
+            if kind == "explorer":
+                return explorer_html(self, spec, line, anchor, number)
             return self.table(spec, line, anchor, number)
         except UserError as exc:
             if exc.path:
@@ -229,7 +233,7 @@ class PageRenderer(ChapterExtras):
         self.b.data_out[src] = script
         self.data_out[src] = self.b.charts.store(result.cache_key, ".js", script)
         return self.b.partial("chart.html").render(
-            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=spec["height"], caption=Markup(caption)
+            anchor=anchor, figure=figure, chart_id=chart_id, src=src, height=spec["height"], group=spec.get("group"), caption=Markup(caption)
         ) + "\n"
 
     def table(self, spec: dict, line: int, anchor: str, number: str) -> str:
@@ -366,6 +370,8 @@ def _render_page(builder: Builder, page: Page, key: str) -> RenderedPage:
         data_out=renderer.data_out,
         images=renderer.images_out,
         warnings=renderer.warnings_out,
+        explorers=page.explorers,
+        explorer_files=renderer.explorer_files,
     )
 
 
@@ -378,6 +384,8 @@ def _restore_page(builder: Builder, page: Page, entry: RenderedPage) -> bool:
     page.anchors = set(ID_RE.findall(page.body))
     page.links = list(entry.links)
     page.charts, page.has_math = entry.charts, entry.has_math
+    page.explorers = entry.explorers
+    restore_explorer_files(builder, entry)
     for rel, lines in entry.pending:
         builder.pending[(page.doc.path, rel)] = list(lines)
     restore_images(builder, entry.images)
@@ -415,7 +423,7 @@ def _render_files(project: Project, builder: Builder, pages: list[Page], base_ur
     for page in pages:
         builder.data_files.update(entries[page.slug].data)
     check_links(pages)
-    assets = collect_assets(project.root, project.template_dirs, katex_dist, with_plotly=any(p.charts for p in pages))
+    assets = collect_assets(project.root, project.template_dirs, katex_dist, with_plotly=any(p.charts or p.explorers for p in pages))
     assets_key = hashlib.sha256(orjson.dumps(assets.urls, option=orjson.OPT_SORT_KEYS)).hexdigest()
     env = builder.env
     template = env.get_template("page.html")

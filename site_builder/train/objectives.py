@@ -29,9 +29,13 @@ def random_directions(dim: int, num_slices: int, seed: int, device) -> torch.Ten
 
 
 def sigreg(z: torch.Tensor, directions: torch.Tensor, knots: int = 17, t_max: float = 3.0) -> torch.Tensor:
-    """Epps-Pulley statistic (times the global batch size N), averaged over slices and views. z: V x B x K."""
-    proj = z.float() @ directions  # V x B x M
-    t = torch.linspace(0, t_max, knots, device=z.device)
+    """Epps-Pulley statistic (times the global batch size N), averaged over slices and views. z: V x B x K.
+
+    Computed in float32 (training), or in float64 when z is float64 (the site's explainer is checked
+    against this function to 1e-6)."""
+    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+    proj = z.to(dtype) @ directions.to(dtype)  # V x B x M
+    t = torch.linspace(0, t_max, knots, device=z.device, dtype=dtype)
     xt = proj.unsqueeze(-1) * t  # V x B x M x T
     ecf = torch.stack([xt.cos().mean(1), xt.sin().mean(1)])  # 2 x V x M x T
     n = z.shape[1]
@@ -43,7 +47,7 @@ def sigreg(z: torch.Tensor, directions: torch.Tensor, knots: int = 17, t_max: fl
         n = n * world
     target = torch.exp(-0.5 * t ** 2)
     err = (ecf[0] - target) ** 2 + ecf[1] ** 2  # V x M x T
-    weights = torch.full((knots,), t_max / (knots - 1), device=z.device)
+    weights = torch.full((knots,), t_max / (knots - 1), device=z.device, dtype=dtype)
     weights[0] = weights[-1] = weights[0] / 2
     weights = 2 * weights * target  # doubled: the integrand is even; window exp(-t^2/2)
     return (err @ weights).mean() * n

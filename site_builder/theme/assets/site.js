@@ -355,6 +355,7 @@
       if (fig.type === "panels") return drawPanels(el, plot, fig);  // an image grid: no Plotly figure to resize
       drawSeries(el, plot, fig);
       if (window.ResizeObserver) new ResizeObserver(function () { Plotly.Plots.resize(plot); }).observe(plot);
+      el.dispatchEvent(new CustomEvent("chart:drawn", { bubbles: true }));  // linked-charts.js listens
     }).catch(function (err) {
       plot.textContent = "This chart could not be drawn: " + err.message;
       console.error(err);
