@@ -393,6 +393,21 @@ def analyze(opts: Options) -> Result:
         timings["probe"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
 
+    write_model_folder(target, files, provenance, model_sha, model, info, cache_key, options, device, timings, {
+        "panel": [{"index": i, "name": n} for i, n in zip(opts.images, names)],
+        "probe": probe_summary,
+        "embedding": embedding_summary,
+        "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
+                              "mean over heads (pairs) and panel images",
+    })
+    return Result(target, cache_key, cached=False, device=str(device), table=table, embedding=embedding_summary,
+                  probe=probe_summary, seconds=timings)
+
+
+def write_model_folder(target: Path, files: dict[str, bytes], provenance: dict, model_sha: str, model, info: dict,
+                       cache_key: str, options: dict, device, seconds: dict, extra: dict) -> None:
+    """Write one model's output folder atomically: its files and a meta.json with the provenance every
+    analyze output shares, plus `extra`."""
     meta = {
         **provenance,
         "model_sha256": model_sha,
@@ -401,24 +416,18 @@ def analyze(opts: Options) -> Result:
         "epoch": info.get("epoch"),
         "cache_key": cache_key,
         "options": options,
-        "panel": [{"index": i, "name": n} for i, n in zip(opts.images, names)],
-        "probe": probe_summary,
-        "embedding": embedding_summary,
-        "metric_definitions": "site_builder/analyze/metrics.py (module docstring); table = last layer, "
-                              "mean over heads (pairs) and panel images",
+        **extra,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "git_commit": _git_commit(),
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     with staged_dir(target) as tmp:
         for filename, data in files.items():
             (tmp / filename).write_bytes(data)
         (tmp / "meta.json").write_bytes(json_bytes(meta))
-    return Result(target, cache_key, cached=False, device=str(device), table=table, embedding=embedding_summary,
-                  probe=probe_summary, seconds=timings)
 
 
 def _check_outputs(opts: Options, out: Path, target: Path) -> None:
@@ -452,26 +461,8 @@ def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict
         raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=opts.data)
     files, summary = explorer_figures(model, test_x, test_y, opts, device)
     seconds = {"total": time.perf_counter() - start}
-    meta = {
-        **provenance,
-        "model_sha256": model_sha,
-        "model_config": model.cfg.to_dict(),
-        "step": info.get("step"),
-        "epoch": info.get("epoch"),
-        "cache_key": cache_key,
-        "options": options,
-        "explorers": summary,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "git_commit": _git_commit(),
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    with staged_dir(target) as tmp:
-        for filename, data in files.items():
-            (tmp / filename).write_bytes(data)
-        (tmp / "meta.json").write_bytes(json_bytes(meta))
+    write_model_folder(target, files, provenance, model_sha, model, info, cache_key, options, device, seconds,
+                       {"explorers": summary})
     if not atlas_done(out, len(test_x)):
         write_atlas(out, test_x)
     return Result(target, cache_key, cached=False, device=str(device), explorers=summary, seconds=seconds)

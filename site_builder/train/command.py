@@ -108,5 +108,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if args.download:
         download_cifar100(args.data)
-    Trainer(cfg).fit()
+    try:
+        Trainer(cfg).fit()
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # gloo/NCCL threads left running abort the process at exit
+            dist.destroy_process_group()
     return 0

@@ -283,6 +283,8 @@ class Trainer:
                           flush=True)
                 if run is not None:
                     run.finish()
+                if dist.is_initialized():
+                    dist.barrier()  # rank 0 has saved the checkpoint the others resume from
                 return {"stopped_early": True, "epoch": self.epoch}
         wall = time.time() - started
         if s.main:
