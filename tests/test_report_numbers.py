@@ -3,6 +3,7 @@ training code's own SIGReg), and the command on the committed exports."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
@@ -116,3 +117,10 @@ def test_the_command_writes_values_and_derivations(tmp_path):
     committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
     assert values == committed  # the committed file is what the command writes from the committed exports
 
+    # the paper's table: quoted file untouched ("not stated"), the derived copy fills in the counted sizes
+    quoted = {r["model"]: r for r in csv.DictReader(open(REPO / "exports/reference/lejepa_paper_results.csv"))}
+    counted = {r["model"]: r for r in csv.DictReader(open(exports / "derived/lejepa_paper_results.csv"))}
+    assert quoted["ViT-Small/8"]["params"] == "not stated" and quoted["ResNet-18"]["params"] == "11M"
+    assert counted["ViT-Small/8"]["params"] == f"{values['params_ViT-Small/8'] / 1e6:.1f}M" and counted["ResNet-18"] == quoted["ResNet-18"]
+    assert "counted by us" in counted["ViT-Small/8"]["source"]
+    assert (exports / "derived/lejepa_paper_results.csv").read_bytes() == (REPO / "exports/derived/lejepa_paper_results.csv").read_bytes()
