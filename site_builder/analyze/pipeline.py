@@ -351,7 +351,6 @@ def is_cached(target: Path, cache_key: str, need_probe: bool) -> bool:
 def analyze(opts: Options) -> Result:
     """Compute every figure file of one model and write `<out>/<name>/` (or nothing, when cached)."""
     from site_builder.train.checkpoint import INFO_FILE
-    from site_builder.train.data import load_cifar100
 
     if opts.checkpoint is not None and opts.checkpoint.name == INFO_FILE:
         opts.checkpoint = opts.checkpoint.parent
@@ -371,11 +370,7 @@ def analyze(opts: Options) -> Result:
     device = select_device(opts.device)
     timings = {}
     start = time.perf_counter()
-    model, projector, info = load_models(opts, device)
-    test_x, test_y = load_cifar100(opts.data, "test")
-    bad = [i for i in opts.images if i >= len(test_x)]
-    if bad:
-        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=opts.data)
+    model, projector, info, test_x, test_y = load_model_and_test_split(opts, device)
     names = panel_names(opts.images, test_y, class_names(opts.data))
     timings["load"] = time.perf_counter() - start
 
@@ -402,6 +397,18 @@ def analyze(opts: Options) -> Result:
     })
     return Result(target, cache_key, cached=False, device=str(device), table=table, embedding=embedding_summary,
                   probe=probe_summary, seconds=timings)
+
+
+def load_model_and_test_split(opts: Options, device):
+    """(model, projector, checkpoint info, test images, test labels), with --images checked against the split."""
+    from site_builder.train.data import load_cifar100
+
+    model, projector, info = load_models(opts, device)
+    test_x, test_y = load_cifar100(opts.data, "test")
+    bad = [i for i in opts.images if i >= len(test_x)]
+    if bad:
+        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=opts.data)
+    return model, projector, info, test_x, test_y
 
 
 def write_model_folder(target: Path, files: dict[str, bytes], provenance: dict, model_sha: str, model, info: dict,
@@ -442,7 +449,6 @@ def _check_outputs(opts: Options, out: Path, target: Path) -> None:
 def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict) -> Result:
     """The explorers' files of one model into `<out>/<name>/` (default out: exports/explorers) plus the
     shared atlas `<out>/cifar100-test/`; cached like `analyze` by a key over model, options and code."""
-    from site_builder.train.data import load_cifar100
 
     out = opts.out or Path("exports/explorers")
     target = out / name
@@ -454,11 +460,7 @@ def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict
         return Result(target, cache_key, cached=True)
     device = select_device(opts.device)
     start = time.perf_counter()
-    model, _, info = load_models(opts, device)
-    test_x, test_y = load_cifar100(opts.data, "test")
-    bad = [i for i in opts.images if i >= len(test_x)]
-    if bad:
-        raise UserError(f"--images: {bad} out of range (the test split has {len(test_x)} images)", path=opts.data)
+    model, _, info, test_x, test_y = load_model_and_test_split(opts, device)
     files, summary = explorer_figures(model, test_x, test_y, opts, device)
     seconds = {"total": time.perf_counter() - start}
     write_model_folder(target, files, provenance, model_sha, model, info, cache_key, options, device, seconds,
