@@ -60,3 +60,97 @@ def test_summary_rows_and_series_come_from_the_exports(tmp_path):
     assert rows[0]["views"] == "2x32 + 6x16 (0.05-0.3)"
     lejepa = list(csv.reader(open(out / "lejepa-2x32-6x16s0.05-0.3-lr0.001.csv")))
     assert lejepa == [["lam", "val_top1"], ["0.05", "0.5"]]
+
+
+SWEEP = """
+[defaults]
+args = ["--epochs", "20"]
+[[run]]
+name = "l-base"
+axis = "base"
+args = ["--objective", "lejepa", "--lam", "0.02"]
+[[run]]
+name = "l-lam0.05"
+axis = "lam"
+args = ["--objective", "lejepa", "--lam", "0.05"]
+[[run]]
+name = "l-4g"
+axis = "views"
+args = ["--objective", "lejepa", "--lam", "0.02", "--global-views", "4", "--local-views", "0"]
+[[run]]
+name = "l-lr2e-3"
+axis = "lr"
+args = ["--objective", "lejepa", "--lam", "0.02", "--lr", "2e-3"]
+[[run]]
+name = "i-base"
+axis = "base"
+args = ["--objective", "infonce", "--temperature", "0.2"]
+[[run]]
+name = "i-t0.1"
+axis = "temperature"
+args = ["--objective", "infonce", "--temperature", "0.1"]
+"""
+
+
+def _scores(root, scores):
+    for name, value in scores.items():
+        (root / "runs" / name).mkdir(parents=True)
+        (root / "runs" / name / "summary.json").write_text(json.dumps({"final_probe/val_top1": value}))
+
+
+def test_the_best_combination_takes_each_axis_winner_and_skips_a_combination_already_run(tmp_path):
+    plan = tmp_path / "sweep.toml"
+    plan.write_text(SWEEP)
+    # LeJEPA: lambda 0.05 and four global views each beat the base, a higher lr does not;
+    # InfoNCE: only the temperature moved, so its best combination is a run already made.
+    _scores(tmp_path, {"l-base": 0.40, "l-lam0.05": 0.45, "l-4g": 0.42, "l-lr2e-3": 0.39, "i-base": 0.5, "i-t0.1": 0.52})
+    out = tmp_path / "combine.toml"
+    assert sweep.main([str(plan), "--combine", str(tmp_path), "--write", str(out)]) == 0
+    (run,) = sweep.read_plan(out)
+    assert run.name == "l-best" and run.axis == "best"
+    assert sweep.parse_flags(run.args) == {"--epochs": ("20",), "--objective": ("lejepa",), "--lam": ("0.05",),
+                                           "--global-views": ("4",), "--local-views": ("0",)}
+    assert "lam: l-lam0.05 (val top-1 0.4500)" in out.read_text()
+
+
+def test_final_runs_repeat_each_methods_best_validation_run_over_new_seeds_with_the_test_split(tmp_path):
+    plan = tmp_path / "sweep.toml"
+    plan.write_text(SWEEP)
+    _scores(tmp_path, {"l-base": 0.40, "l-lam0.05": 0.45, "i-base": 0.5, "i-t0.1": 0.48})
+    out = tmp_path / "final.toml"
+    assert sweep.main([str(plan), "--final", str(tmp_path), "--seeds", "1", "2", "--write", str(out)]) == 0
+    runs = {r.name: sweep.parse_flags(r.args) for r in sweep.read_plan(out)}
+    assert sorted(runs) == ["final-infonce-s1", "final-infonce-s2", "final-lejepa-lam0-s1", "final-lejepa-s1",
+                            "final-lejepa-s2", "final-random-init"]
+    assert runs["final-infonce-s2"]["--temperature"] == ("0.2",) and runs["final-infonce-s2"]["--seed"] == ("2",)
+    assert runs["final-lejepa-s1"]["--lam"] == ("0.05",) and "--eval-test" in runs["final-lejepa-s1"]
+    assert runs["final-lejepa-lam0-s1"]["--lam"] == ("0",)
+    assert runs["final-random-init"]["--epochs"] == ("0",) and "--eval-test" in runs["final-random-init"]
+
+
+def test_combining_without_a_scored_base_run_is_a_one_line_error(tmp_path, capsys):
+    plan = tmp_path / "sweep.toml"
+    plan.write_text(SWEEP)
+    _scores(tmp_path, {"l-lam0.05": 0.45})
+    assert sweep.main([str(plan), "--combine", str(tmp_path), "--write", str(tmp_path / "c.toml")]) == 1
+    assert capsys.readouterr().err.strip() == "error: the base run l-base has no exported validation score"
+    assert not (tmp_path / "c.toml").exists()
+
+
+def test_gpus_give_each_run_its_own_device(tmp_path, monkeypatch):
+    plan = tmp_path / "p.toml"
+    plan.write_text(PLAN)
+    seen = []
+
+    class FakeProcess:  # records where each run was sent; the runs themselves are not under test
+        def __init__(self, cmd, stdout, stderr, env):
+            seen.append((cmd[cmd.index("--name") + 1], env["CUDA_VISIBLE_DEVICES"]))
+            self.returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+    assert sweep.main([str(plan), "--data", "D", "--out", str(tmp_path / "ck"), "--gpus", "0,1"]) == 0
+    assert seen == [("a", "0"), ("b", "1")]

@@ -1,10 +1,18 @@
 """Run a plan of training runs, resumably: `python -m site_builder.train.sweep PLAN.toml --data DIR`.
 
-A plan (TOML) has `[defaults] args = [...]` given to every run and `[[run]]` tables with a `name` and
-`args`. Runs whose checkpoints/<name>/final/ exists are skipped; the others start (or resume from
-checkpoints/<name>/last) with `--time-limit-min`, `--parallel` at a time on the same GPU, each logging to
-<out>/logs/<name>.log (inside the git-ignored checkpoint folder: a machine that mirrors the working tree
-deletes untracked files elsewhere). Call it again after a time limit to continue where it stopped.
+A plan (TOML) has `[defaults] args = [...]` given to every run and `[[run]]` tables with a `name`,
+`args` and, for a sweep, an `axis`: "base" for a method's starting recipe, else the name of the one thing
+the run changes from it ("lam", "views", "lr", ...). Runs whose checkpoints/<name>/final/ exists are
+skipped; the others start (or resume from checkpoints/<name>/last) with `--time-limit-min`, `--parallel` at
+a time on one GPU or one per GPU of `--gpus`, each logging to <out>/logs/<name>.log (inside the git-ignored
+checkpoint folder: a machine that mirrors the working tree deletes untracked files elsewhere). Call it
+again after a time limit to continue where it stopped.
+
+Selection, always on the validation split (the exported `final_probe/val_top1`), writes the next plan:
+`--combine EXPORTS --write P` (each method's best value on every axis, combined: the issue-12 protocol's
+"one change at a time, then the best combination") and `--final EXPORTS --seeds 0 1 2 --write P` (each
+method's best run of the given plans, once per seed with `--eval-test`, plus the lambda = 0 and
+random-initialisation references).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -40,6 +49,28 @@ KNOB = {"lejepa": "lam", "infonce": "temperature"}  # the objective's own hyper-
 class PlannedRun:
     name: str
     args: tuple[str, ...]
+    axis: str = ""  # "base", or what the run changes from its method's base run
+
+
+def parse_flags(args: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """['--lam', '0.1', '--local-scale', '0.25', '0.6'] -> {'--lam': ('0.1',), '--local-scale': ('0.25', '0.6')};
+    a later flag wins, as in argparse."""
+    flags: dict[str, tuple[str, ...]] = {}
+    key = None
+    for a in args:
+        if a.startswith("--"):
+            key = a
+            flags.pop(key, None)
+            flags[key] = ()
+        elif key is None:
+            raise UserError(f"argument {a!r} comes before any --flag")
+        else:
+            flags[key] += (a,)
+    return flags
+
+
+def flags_to_args(flags: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(x for key, values in flags.items() for x in (key, *values))
 
 
 def read_plan(path: Path) -> list[PlannedRun]:
@@ -52,7 +83,11 @@ def read_plan(path: Path) -> list[PlannedRun]:
     for i, run in enumerate(plan.get("run", [])):
         if not isinstance(run.get("name"), str) or not isinstance(run.get("args", []), list):
             raise UserError(f"[[run]] number {i + 1}: needs name = \"...\" and args = [...]", path=path)
-        runs.append(PlannedRun(run["name"], tuple(defaults + [str(a) for a in run.get("args", [])])))
+        try:
+            flags = parse_flags(tuple(defaults + [str(a) for a in run.get("args", [])]))
+        except UserError as exc:
+            raise UserError(f"[[run]] {run['name']}: {exc.message}", path=path) from None
+        runs.append(PlannedRun(run["name"], flags_to_args(flags), str(run.get("axis", ""))))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise UserError("two runs have the same name", path=path)
@@ -103,11 +138,81 @@ def summarize(runs: list[PlannedRun], exports: Path, out: Path) -> int:
     return len(rows)
 
 
+def validation_scores(runs: list[PlannedRun], exports: Path) -> dict[str, float]:
+    """Final linear-probe validation top-1 of each exported run of the plans (the selection criterion)."""
+    scores = {}
+    for run in runs:
+        summary = exports / "runs" / run.name / "summary.json"
+        if summary.exists():
+            value = json.loads(summary.read_text()).get("final_probe/val_top1")
+            if value is not None:
+                scores[run.name] = float(value)
+    return scores
+
+
+def _method(run: PlannedRun) -> str:
+    return parse_flags(run.args).get("--objective", ("lejepa",))[0]
+
+
+def best_combinations(runs: list[PlannedRun], scores: dict[str, float]) -> list[tuple[PlannedRun, list[str]]]:
+    """Per method (one `axis = "base"` run each): on every axis, the best of the base and the runs that change
+    only that axis; the base's flags updated with each winner's changes. Returns the new runs with the reasons
+    (no run where the combination is a run already made)."""
+    out = []
+    for base in (r for r in runs if r.axis == "base"):
+        if base.name not in scores:
+            raise UserError(f"the base run {base.name} has no exported validation score")
+        base_flags = parse_flags(base.args)
+        merged, why = dict(base_flags), []
+        same = [r for r in runs if _method(r) == _method(base) and r.name in scores and r.axis not in ("", "base")]
+        for axis in sorted({r.axis for r in same}):
+            winner = max([base] + [r for r in same if r.axis == axis], key=lambda r: scores[r.name])
+            merged.update({k: v for k, v in parse_flags(winner.args).items() if base_flags.get(k) != v})
+            why.append(f"{axis}: {winner.name} (val top-1 {scores[winner.name]:.4f})")
+        if any(parse_flags(r.args) == merged for r in runs):
+            continue
+        out.append((PlannedRun(f"{base.name.removesuffix('-base')}-best", flags_to_args(merged), "best"), why))
+    return out
+
+
+def final_runs(runs: list[PlannedRun], scores: dict[str, float], seeds: list[int]) -> list[tuple[PlannedRun, list[str]]]:
+    """Each method's best run on validation, once per seed, scored on test (--eval-test); with LeJEPA's best
+    recipe at lambda = 0 and untrained (--epochs 0) as references, first seed only."""
+    best: dict[str, PlannedRun] = {}
+    for run in runs:
+        if run.name in scores and (_method(run) not in best or scores[run.name] > scores[best[_method(run)].name]):
+            best[_method(run)] = run
+    out = []
+    for method, run in sorted(best.items()):
+        why = [f"best on validation: {run.name} (val top-1 {scores[run.name]:.4f})"]
+        flags = parse_flags(run.args)
+        for seed in seeds:
+            out.append((PlannedRun(f"final-{method}-s{seed}",
+                                   flags_to_args({**flags, "--seed": (str(seed),), "--eval-test": ()}), "final"), why))
+        if method == "lejepa":
+            ref = {**flags, "--seed": (str(seeds[0]),), "--eval-test": ()}
+            out.append((PlannedRun(f"final-lejepa-lam0-s{seeds[0]}", flags_to_args({**ref, "--lam": ("0",)}),
+                                   "reference"), why + ["reference: lambda = 0 (no SIGReg)"]))
+            out.append((PlannedRun("final-random-init", flags_to_args({**ref, "--epochs": ("0",)}), "reference"),
+                        why + ["reference: the same network untrained"]))
+    return out
+
+
+def plan_toml(planned: list[tuple[PlannedRun, list[str]]], header: str) -> str:
+    """A plan file for `planned` (runs with their full arguments; the reasons as comments)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for run, why in planned:
+        lines += ["", *(f"# {w}" for w in why), "[[run]]", f"name = {json.dumps(run.name)}",
+                  f"axis = {json.dumps(run.axis)}", f"args = {json.dumps(list(run.args))}"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("plan", type=Path)
+    p.add_argument("plan", type=Path, nargs="+", help="one or more plans, taken together")
     p.add_argument("--data", help="CIFAR-100 folder (to run)")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time on the one GPU")
+    p.add_argument("--gpus", help="comma-separated GPU indices: one run at a time on each (instead of --parallel)")
     p.add_argument("--only", nargs="+", help="run only these names")
     p.add_argument("--time-limit-min", type=float, default=0.0, help="passed to each run (resumable stop)")
     p.add_argument("--out", default="checkpoints")
@@ -115,15 +220,35 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
     p.add_argument("--summarize", type=Path, metavar="EXPORTS",
                    help="instead of running: summarize the plan's runs exported under EXPORTS/runs into "
-                        "EXPORTS/sweeps/<plan name>/ (sweep.csv and one CSV per objective and view set-up)")
+                        "EXPORTS/sweeps/<first plan's name>/ (sweep.csv and one CSV per objective and view set-up)")
+    p.add_argument("--combine", type=Path, metavar="EXPORTS",
+                   help="instead of running: write (--write) the plan of each method's best combination on validation")
+    p.add_argument("--final", type=Path, metavar="EXPORTS",
+                   help="instead of running: write (--write) the plan of each method's best run, once per --seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                   help="the final runs' seeds (not 0: the sweep ran seed 0, and its best run was picked for its score)")
+    p.add_argument("--write", type=Path, help="the plan file --combine or --final writes")
     args, extra = p.parse_known_args(argv)
     try:
-        runs = read_plan(args.plan)
+        runs = [run for plan in args.plan for run in read_plan(plan)]
+        if len({r.name for r in runs}) != len(runs):
+            raise UserError("two runs of the plans have the same name", path=args.plan[-1])
+        if args.combine or args.final:
+            if not args.write:
+                raise UserError("--combine and --final need --write PLAN.toml")
+            scores = validation_scores(runs, args.combine or args.final)
+            planned = best_combinations(runs, scores) if args.combine else final_runs(runs, scores, args.seeds)
+            header = (f"Written by `python -m site_builder.train.sweep {' '.join(map(str, args.plan))} "
+                      f"{'--combine' if args.combine else '--final'} ...` from the validation scores of "
+                      f"{len(scores)} exported runs; edit nothing here by hand.")
+            write_bytes_atomic(args.write, plan_toml(planned, header).encode())
+            print(f"{len(planned)} runs written to {args.write}")
+            return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.summarize:
-        out = args.summarize / "sweeps" / args.plan.stem
+        out = args.summarize / "sweeps" / args.plan[0].stem
         print(f"{summarize(runs, args.summarize, out)} of {len(runs)} runs summarized into {out}")
         return 0
     todo = [r for r in runs if (not args.only or r.name in args.only)
@@ -139,19 +264,24 @@ def main(argv=None) -> int:
         for cmd in commands:
             print(" ".join(cmd[1:]))
         return 0
-    running: list[tuple[PlannedRun, subprocess.Popen, float]] = []
+    # A slot is where a run can go: one per GPU of --gpus, or --parallel on the visible GPU.
+    slots = ([{"CUDA_VISIBLE_DEVICES": g.strip()} for g in args.gpus.split(",")] if args.gpus
+             else [{} for _ in range(args.parallel)])
+    running: list[tuple[PlannedRun, subprocess.Popen, float, dict]] = []
     queue = list(zip(todo, commands))
     failed = 0
     while queue or running:
-        while queue and len(running) < args.parallel:
+        while queue and len(running) < len(slots):
             run, cmd = queue.pop(0)
+            slot = next(s for s in slots if all(s is not r[3] for r in running))
             logs.mkdir(parents=True, exist_ok=True)  # again before each run: someone may have removed it
             log = open(logs / f"{run.name}.log", "a")
-            running.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time()))
-            print(f"started {run.name}", flush=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot})
+            running.append((run, proc, time.time(), slot))
+            print(f"started {run.name}" + (f" on GPU {slot['CUDA_VISIBLE_DEVICES']}" if slot else ""), flush=True)
         time.sleep(2)
         for item in list(running):
-            run, proc, started = item
+            run, proc, started, _ = item
             if proc.poll() is not None:
                 running.remove(item)
                 done = (Path(args.out) / run.name / "final").exists()
