@@ -182,20 +182,21 @@ def final_runs(runs: list[PlannedRun], scores: dict[str, float], seeds: list[int
     for run in runs:
         if run.name in scores and (_method(run) not in best or scores[run.name] > scores[best[_method(run)].name]):
             best[_method(run)] = run
-    out = []
-    for method, run in sorted(best.items()):
-        why = [f"best on validation: {run.name} (val top-1 {scores[run.name]:.4f})"]
-        flags = parse_flags(run.args)
-        for seed in seeds:
-            out.append((PlannedRun(f"final-{method}-s{seed}",
-                                   flags_to_args({**flags, "--seed": (str(seed),), "--eval-test": ()}), "final"), why))
-        if method == "lejepa":
-            ref = {**flags, "--seed": (str(seeds[0]),), "--eval-test": ()}
-            out.append((PlannedRun(f"final-lejepa-lam0-s{seeds[0]}", flags_to_args({**ref, "--lam": ("0",)}),
-                                   "reference"), why + ["reference: lambda = 0 (no SIGReg)"]))
-            out.append((PlannedRun("final-random-init", flags_to_args({**ref, "--epochs": ("0",)}), "reference"),
-                        why + ["reference: the same network untrained"]))
-    return out
+    runs_out, refs = [], []
+    for seed in seeds:  # seeds outer, methods inner: a plan cut short by the GPU budget stays a fair comparison
+        for method, run in sorted(best.items()):
+            flags = {**parse_flags(run.args), "--seed": (str(seed),), "--eval-test": ()}
+            runs_out.append((PlannedRun(f"final-{method}-s{seed}", flags_to_args(flags), "final"),
+                             [f"best on validation: {run.name} (val top-1 {scores[run.name]:.4f})"]))
+    if "lejepa" in best:
+        run = best["lejepa"]
+        why = f"LeJEPA's best on validation: {run.name} (val top-1 {scores[run.name]:.4f})"
+        ref = {**parse_flags(run.args), "--seed": (str(seeds[0]),), "--eval-test": ()}
+        refs.append((PlannedRun(f"final-lejepa-lam0-s{seeds[0]}", flags_to_args({**ref, "--lam": ("0",)}),
+                                "reference"), [why, "reference: lambda = 0 (no SIGReg)"]))
+        refs.append((PlannedRun("final-random-init", flags_to_args({**ref, "--epochs": ("0",)}), "reference"),
+                     [why, "reference: the same network untrained"]))
+    return runs_out + refs
 
 
 def plan_toml(planned: list[tuple[PlannedRun, list[str]]], header: str) -> str:
