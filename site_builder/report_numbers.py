@@ -26,6 +26,7 @@ import numpy as np
 
 from site_builder.errors import UserError
 from site_builder.fsutil import write_bytes_atomic
+from site_builder.train.sweep import KNOB  # torch-free: each objective's own hyper-parameter
 
 EXPORTS = Path("exports")
 MID_RANGE = slice(25, 500)  # the middle of a 512-value spectrum: past the first few, before the LayerNorm's last
@@ -375,8 +376,11 @@ def final_files(runs: list[FinalRun]) -> dict[str, bytes]:
     if not runs:
         return {}
     cols = list(FINAL_METRICS)
+    def knob(r: FinalRun, name: str):  # the other objective's hyper-parameter did not act: blank, as in sweep.csv
+        return r.config.get(f"train/{name}") if KNOB.get(r.config.get("train/objective")) == name else None
+
     per_run = [[r.run, r.group, FINAL_GROUPS.get(r.group, r.group), r.seed, r.config.get("train/objective"),
-                r.config.get("train/lam"), r.config.get("train/temperature"), r.config.get("train/epochs"),
+                knob(r, "lam"), knob(r, "temperature"), r.config.get("train/epochs"),
                 *(r.metrics[c] for c in cols), r.config.get("code/git_commit")] for r in runs]
     files = {"derived/final_runs.csv": _csv_bytes(
         ["run", "group", "method", "seed", "objective", "lam", "temperature", "epochs", *cols, "git_commit"], per_run)}

@@ -212,6 +212,8 @@ def test_final_comparison_tables_curves_and_named_values(tmp_path):
     assert (first["method"], first["seed"], first["objective"], first["lam"], first["git_commit"]) == ("LeJEPA", "1", "lejepa", "0.02", "abc123")
     assert float(first["test_top1"]) == 0.40 and float(first["test_top5"]) == pytest.approx(0.70) and float(first["wall_min"]) == 10
     assert per_run[-1]["method"] == "random init" and per_run[-1]["seed"] == "1"
+    assert first["temperature"] == "" and (per_run[3]["lam"], per_run[3]["temperature"]) == ("", "0.2")  # only the knob that acted
+    assert per_run[6]["lam"] == "0"
 
     comparison = {r["group"]: r for r in read_csv(exports / "derived/final_comparison.csv")}
     assert list(comparison) == ["lejepa", "infonce", "lejepa-lam0", "random-init"]
