@@ -17,13 +17,16 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from site_builder.errors import UserError
 from site_builder.fsutil import write_bytes_atomic
+from site_builder.train.sweep import KNOB  # torch-free: each objective's own hyper-parameter
 
 EXPORTS = Path("exports")
 MID_RANGE = slice(25, 500)  # the middle of a 512-value spectrum: past the first few, before the LayerNorm's last
@@ -214,6 +217,190 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     return rows
 
 
+# ---- the final comparison ------------------------------------------------------------------------------
+
+FINAL_GROUPS = {"lejepa": "LeJEPA", "infonce": "InfoNCE", "lejepa-lam0": "LeJEPA λ = 0", "random-init": "random init"}
+GAP = ("lejepa", "infonce")  # final_gap_test_top1 = mean of the first − mean of the second
+FINAL_METRICS = {  # column of final_runs.csv -> (summary.json key, factor)
+    "test_top1": ("final_probe/test_top1", 1), "test_top5": ("final_probe/test_top5", 1),
+    "knn_test_top1": ("knn/test_top1", 1), "val_top1": ("final_probe/val_top1", 1), "knn_val_top1": ("knn/val_top1", 1),
+    "effective_rank": ("repr/effective_rank", 1), "wall_min": ("train/wall_s", 1 / 60),
+}
+CURVE = ("epoch", "probe/val_acc")  # history columns of final_curves/<group>.csv
+
+
+def final_group(run: str) -> tuple[str, int | None] | None:
+    """(group, seed in the name) of a final run's folder name, as sweep.py --final names them; None for
+    other runs. `final-random-init` has no seed in its name."""
+    if run == "final-random-init":
+        return "random-init", None
+    match = re.fullmatch(r"final-([a-z0-9]+(?:-lam0)?)-s(\d+)", run)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class FinalRun:
+    run: str
+    group: str
+    seed: int
+    config: dict
+    metrics: dict[str, float]
+    """FINAL_METRICS column -> value"""
+    curve: dict[int, float]
+    """epoch -> online probe validation accuracy (empty for the untrained reference)"""
+
+
+def _field(mapping: dict, key: str, path: Path):
+    if mapping.get(key) in (None, ""):
+        raise UserError(f"no '{key}' (a final run is trained with --eval-test and exported by fetch)", path=path)
+    return mapping[key]
+
+
+def read_final_runs(exports: Path) -> list[FinalRun]:
+    """The exported final runs, in group order (FINAL_GROUPS, then others by name), then by seed."""
+    out = []
+    for folder in sorted((exports / "runs").glob("final-*")):
+        named = final_group(folder.name)
+        if named is None:
+            raise UserError("a final run is named final-<method>-s<seed>, final-lejepa-lam0-s<seed> or final-random-init", path=folder)
+        try:
+            config, summary = (json.loads((folder / f"{name}.json").read_text()) for name in ("config", "summary"))
+            history = _csv_rows(folder / "history.csv")
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the exported run ({exc}); fetch it again", path=folder) from None
+        seed = int(_field(config, "train/seed", folder / "config.json"))
+        if named[1] is not None and named[1] != seed:
+            raise UserError(f"the name says seed {named[1]}, config.json's 'train/seed' is {seed}", path=folder)
+        metrics = {col: float(_field(summary, key, folder / "summary.json")) * factor for col, (key, factor) in FINAL_METRICS.items()}
+        curve = {}
+        for row in history:
+            if row.get(CURVE[1]):
+                curve[int(float(_field(row, CURVE[0], folder / "history.csv")))] = float(row[CURVE[1]])
+        out.append(FinalRun(folder.name, named[0], seed, config, metrics, curve))
+    order = {g: i for i, g in enumerate(FINAL_GROUPS)}
+    return sorted(out, key=lambda r: (order.get(r.group, len(order)), r.group, r.seed))
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n − 1); no sd for one value."""
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Student's t quantile for 0.5 < p < 1 at a real df > 0 (Welch's df is not a whole number; scipy is no
+    dependency): bisection on the CDF 1/2 + ∫₀ᵗ density, integrated by Simpson's rule."""
+    if not (0.5 < p < 1 and df > 0):
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df > 0, got p={p}, df={df}")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(t: float, n: int = 4000) -> float:
+        x = np.linspace(0.0, t, n + 1)
+        f = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
+        return 0.5 + t / n / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < p:
+        lo, hi = hi, 2 * hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Welch:
+    diff: float
+    se: float
+    df: float
+    low: float
+    high: float
+
+
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> Welch:
+    """Difference of means a − b, its standard error sqrt(sd_a²/n_a + sd_b²/n_b), Welch–Satterthwaite df
+    and the two-sided interval at `level` (each sample needs two values and some spread)."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff = float(np.mean(a) - np.mean(b))
+    half = t_quantile(0.5 + level / 2, df) * se
+    return Welch(diff, se, float(df), diff - half, diff + half)
+
+
+def _groups(runs: list[FinalRun]) -> dict[str, list[FinalRun]]:
+    groups: dict[str, list[FinalRun]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    return groups
+
+
+def final_values(runs: list[FinalRun]) -> list[tuple[str, float, str]]:
+    """Named values for the chapters: each group's n, mean and sd of every metric, and the gap's interval."""
+    rows: list[tuple[str, float, str]] = []
+    groups = _groups(runs)
+    for group, members in groups.items():
+        label = FINAL_GROUPS.get(group, group)
+        rows.append((f"final_{group}_n", len(members), f"final runs of {label} (runs/final-*)"))
+        for col, (key, factor) in FINAL_METRICS.items():
+            mean, sd = mean_sd([r.metrics[col] for r in members])
+            unit = " / 60 (minutes)" if factor != 1 else ""
+            rows.append((f"final_{group}_{col}_mean", mean, f"mean of {key}{unit} over the {len(members)} final {label} run(s)"))
+            if sd is not None:
+                rows.append((f"final_{group}_{col}_sd", sd, f"sample standard deviation (n − 1) of {key}{unit} over the {len(members)} final {label} runs"))
+    a, b = (groups.get(g, []) for g in GAP)
+    if a and b:
+        what = f"{FINAL_GROUPS[GAP[0]]} − {FINAL_GROUPS[GAP[1]]} final_probe/test_top1"
+        top1 = [[r.metrics["test_top1"] for r in members] for members in (a, b)]
+        rows.append(("final_gap_test_top1", float(np.mean(top1[0]) - np.mean(top1[1])), f"{what}, difference of the means over seeds"))
+        if min(len(a), len(b)) > 1 and max(np.std(top1[0]), np.std(top1[1])) > 0:
+            w = welch_interval(*top1)
+            rows += [
+                ("final_gap_test_top1_se", w.se, f"{what}: standard error sqrt(sd1²/n1 + sd2²/n2), n = {len(a)} and {len(b)}"),
+                ("final_gap_test_top1_df", w.df, f"{what}: Welch–Satterthwaite degrees of freedom"),
+                ("final_gap_test_top1_ci_low", w.low, f"{what}: lower end of the 95 % Welch interval"),
+                ("final_gap_test_top1_ci_high", w.high, f"{what}: upper end of the 95 % Welch interval"),
+            ]
+    return rows
+
+
+def _csv_bytes(header: list[str], rows: list[list]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else f"{v:.10g}" if isinstance(v, float) else v for v in row] for row in rows])
+    return out.getvalue().encode()
+
+
+def final_files(runs: list[FinalRun]) -> dict[str, bytes]:
+    """{path under exports/: bytes}: final_runs.csv, final_comparison.csv, final_curves/<group>.csv (nothing without runs)."""
+    if not runs:
+        return {}
+    cols = list(FINAL_METRICS)
+    def knob(r: FinalRun, name: str):  # the other objective's hyper-parameter did not act: blank, as in sweep.csv
+        return r.config.get(f"train/{name}") if KNOB.get(r.config.get("train/objective")) == name else None
+
+    per_run = [[r.run, r.group, FINAL_GROUPS.get(r.group, r.group), r.seed, r.config.get("train/objective"),
+                knob(r, "lam"), knob(r, "temperature"), r.config.get("train/epochs"),
+                *(r.metrics[c] for c in cols), r.config.get("code/git_commit")] for r in runs]
+    files = {"derived/final_runs.csv": _csv_bytes(
+        ["run", "group", "method", "seed", "objective", "lam", "temperature", "epochs", *cols, "git_commit"], per_run)}
+    comparison = []
+    for group, members in _groups(runs).items():
+        stats = [v for c in cols for v in mean_sd([r.metrics[c] for r in members])]
+        comparison.append([group, FINAL_GROUPS.get(group, group), len(members), *stats])
+    files["derived/final_comparison.csv"] = _csv_bytes(
+        ["group", "method", "n", *(f"{c}_{s}" for c in cols for s in ("mean", "sd"))], comparison)
+    for group, members in _groups(runs).items():
+        epochs = sorted({e for r in members for e in r.curve})
+        if epochs:
+            rows = []
+            for epoch in epochs:
+                values = [r.curve[epoch] for r in members if epoch in r.curve]
+                rows.append([epoch, len(values), float(np.mean(values)), float(min(values)), float(max(values))])
+            files[f"derived/final_curves/{group}.csv"] = _csv_bytes(["epoch", "seeds", "val_acc_mean", "val_acc_min", "val_acc_max"], rows)
+    return files
+
+
 def to_csv(rows: list[tuple[str, float, str]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -248,12 +435,19 @@ def paper_table_with_counts(exports: Path) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     exports = Path(argv[0]) if argv else EXPORTS
-    rows = compute(exports)
-    write_bytes_atomic(exports / PAPER_TABLE_COUNTED, paper_table_with_counts(exports))
+    try:
+        final = read_final_runs(exports)
+        rows = compute(exports) + final_values(final)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    files = {PAPER_TABLE_COUNTED: paper_table_with_counts(exports), **final_files(final)}
+    for rel, data in files.items():
+        write_bytes_atomic(exports / rel, data)
     write_bytes_atomic(exports / f"{OUTPUT}.csv", to_csv(rows))
     values = {name: float(f"{value:.10g}") for name, value, _ in rows}
     write_bytes_atomic(exports / f"{OUTPUT}.json", (json.dumps(values, indent=1) + "\n").encode())
-    print(f"wrote {exports / OUTPUT}.json and .csv, {exports / PAPER_TABLE_COUNTED}")
+    print(f"wrote {exports / OUTPUT}.json and .csv, " + ", ".join(str(exports / rel) for rel in files))
     return 0
 
 

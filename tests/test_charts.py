@@ -266,3 +266,56 @@ def test_legend_names_replace_column_keys(tmp_path):
     build_site(one_chart_site(tmp_path, block))
     (figure,) = figures_in(tmp_path / "site/dist/index.html")
     assert [t["name"] for t in figure["traces"]] == ["loss", "train/sigreg"]
+
+
+BAND_CURVES = {  # final_curves-like files: epoch 3 has a mean but no drawable band, epoch 4 an infinite bound
+    "exports/curves/a.csv": "epoch,val_acc_mean,val_acc_min,val_acc_max\n1,0.2,0.1,0.3\n2,0.3,0.2,0.4\n3,0.35,,\n4,0.5,0.45,inf\n",
+    "exports/curves/b.csv": "epoch,val_acc_mean,val_acc_min,val_acc_max\n1,0.5,0.5,0.6\n",
+}
+
+
+def test_a_band_is_drawn_from_two_columns_and_kept_in_the_csv(tmp_path):
+    block = ("```chart\nsource: {A: curves/a.csv, B: curves/b.csv}\nx: epoch\ny: [val_acc_mean, val_acc_min]\n"
+             "band: {val_acc_mean: [val_acc_min, val_acc_max]}\nx_title: epoch\ny_title: accuracy\n```\n")
+    root = one_chart_site(tmp_path, block, BAND_CURVES)
+    build_site(root)
+    (figure,) = figures_in(root / "dist/index.html")
+    a_mean, a_min, b_mean, b_min = figure["traces"]
+    assert a_mean["x"] == [1.0, 2.0, 3.0, 4.0] and a_mean["band"] == {"x": [1.0, 2.0], "lo": [0.1, 0.2], "hi": [0.3, 0.4]}
+    assert b_mean["band"] == {"x": [1.0], "lo": [0.5], "hi": [0.6]}
+    assert "band" not in a_min and "band" not in b_min  # only the series the band belongs to
+    link = re.search(DOWNLOAD, (root / "dist/index.html").read_text()).group(1)
+    rows = list(csv.reader(io.StringIO((root / "dist" / link).read_text())))
+    assert rows[0] == ["run", "epoch", "val_acc_mean", "val_acc_min", "val_acc_max"]
+    assert rows[3] == ["A", "3", "0.35", "", ""] and rows[4] == ["A", "4", "0.5", "0.45", "inf"] and len(rows) == 6
+
+
+def test_a_band_over_a_long_history_keeps_both_envelopes_extremes(tmp_path):
+    block = "```chart\nsource: runs/a/history.csv\ny: train/sigreg\nband: {train/sigreg: [train/sigreg, train/loss]}\n```\n"
+    root = one_chart_site(tmp_path, block, {"exports/runs/a/history.csv": history_csv(3000)})
+    build_site(root)
+    (figure,) = figures_in(root / "dist/index.html")
+    band = figure["traces"][0]["band"]
+    assert MAX_POINTS < len(band["x"]) <= 2 * MAX_POINTS and band["x"] == sorted(set(band["x"]))
+    assert 9.0 in band["hi"] and band["hi"][band["x"].index(1500.0)] == 9.0  # the loss spike at step 1500
+    assert 10.0 not in band["x"]  # the low bound is nan there: no band at step 10
+    assert len(band["lo"]) == len(band["hi"]) == len(band["x"])
+
+
+@pytest.mark.parametrize("band,message", [
+    ("{val_acc_mean: [val_acc_mn, val_acc_max]}", r"content/index.md:5: column 'val_acc_mn' is not in curves/a.csv. Did you mean 'val_acc_min'\?"),
+    ("{val_acc_max: [val_acc_min, val_acc_max]}", r"content/index.md:5: chart: 'band' names 'val_acc_max', which is not one of the chart's y columns: val_acc_mean"),
+    ("{val_acc_mean: val_acc_min}", r"content/index.md:5: chart: 'band' must be a mapping \{y column: \[low column, high column\]\}"),
+    ("[val_acc_min, val_acc_max]", r"content/index.md:5: chart: 'band' must be a mapping"),
+])
+def test_band_mistakes_are_one_line_errors(band, message, tmp_path):
+    block = f"```chart\nsource: curves/a.csv\nx: epoch\ny: val_acc_mean\nband: {band}\n```\n"
+    with pytest.raises(UserError, match=message) as err:
+        build_site(one_chart_site(tmp_path, block, BAND_CURVES))
+    assert "\n" not in str(err.value)
+
+
+def test_a_band_on_a_bar_chart_is_an_error(tmp_path):
+    block = "```chart\ntype: bar\nsource: curves/a.csv\nx: epoch\ny: val_acc_mean\nband: {val_acc_mean: [val_acc_min, val_acc_max]}\n```\n"
+    with pytest.raises(UserError, match=r"content/index.md:5: chart: 'band' is for line and scatter charts, not type 'bar'"):
+        build_site(one_chart_site(tmp_path, block, BAND_CURVES))

@@ -71,8 +71,7 @@ def _make_run(root: Path, name: str, rows, config=None, summary=None, run_id=Non
                      settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
     for step, row in rows:
         wandb.log(row, step=step)
-    for key, value in (summary or {}).items():
-        run.summary[key] = value
+    run.summary.update(summary or {})  # as the trainer writes its final evaluation
     run.finish()
     return max(p for p in (root / "wandb").glob("offline-run-*") if p.name.endswith(run.id))
 
@@ -100,7 +99,8 @@ def _make_killed_run(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Real offline runs: main (3000 steps), second (same wandb/ folder), clash (colliding names), empty,
-    killed (no exit record) and resumed (the killed run's folder plus a resumed segment)."""
+    summary_only (no history: an untrained reference, `train --epochs 0`), killed (no exit record) and
+    resumed (the killed run's folder plus a resumed segment)."""
     with pytest.MonkeyPatch.context() as env:  # session-scoped, so not the `monkeypatch` fixture
         for key, value in QUIET_OFFLINE.items():
             env.setenv(key, value)
@@ -112,6 +112,7 @@ def runs(tmp_path_factory):
         other = tmp_path_factory.mktemp("wandb-other")
         made["clash"] = _make_run(other, "clash", [(0, {"train loss": 1.0, "train_loss": 2.0})])
         made["empty"] = _make_run(other, "empty", [])
+        made["summary_only"] = _make_run(other, "random-init", [], {"seed": 1}, SUMMARY_ONLY)
         made["killed"] = _make_killed_run(tmp_path_factory.mktemp("wandb-killed"))
         # Our training resumes a killed run under the same id: wandb starts a second offline-run-*-<id> folder.
         resumed = tmp_path_factory.mktemp("wandb-resumed")
@@ -121,6 +122,10 @@ def runs(tmp_path_factory):
         _make_run(resumed, "killed", [(s, {"loss": 1000.0 + s}) for s in range(20, 60)], run_id=run_id)
         made["root"] = root / "wandb"
         yield made
+
+
+SUMMARY_ONLY = {"final_probe/test_top1": 0.0871, "knn/test_top1": 0.0653, "repr/effective_rank": 12.5,
+                "train/wall_s": 0.002, "train/epochs_done": 0}
 
 
 def fetch(*args: str) -> int:
@@ -232,12 +237,31 @@ def test_all_offline_exports_every_good_run_and_reports_the_damaged_one(runs, tm
     assert fetch("--all-offline", str(wandb_dir), "--out", str(out)) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err[:2])
-    assert "run-crashed.wandb" in err[0] and "empty history" in err[1] and err[2].startswith("2 run(s)")
+    assert "run-crashed.wandb" in err[0] and "empty history (no logged steps) and no summary" in err[1] and err[2].startswith("2 run(s)")
     index = json.loads((out / "index.json").read_text())
     assert [r["name"] for r in index["runs"]] == ["infonce-test", "lejepa-test"]
     second = list(csv.reader(open(out / "infonce-test" / "history.csv")))
     loss = second[0].index("train/loss")
     assert [float(r[loss]) for r in second[1:]] == [2.0 - s / 10 for s in range(20)]
+
+
+def test_a_run_with_a_summary_and_no_history_exports_an_empty_history(runs, tmp_path):
+    """`train --epochs 0` logs no step, only its final evaluation: that is exported, with a header-only history."""
+    from site_builder.charts.data import read_numeric_columns
+
+    out = tmp_path / "runs"
+    assert fetch(str(runs["summary_only"]), "--out", str(out)) == 0
+    folder = out / "random-init"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {k: summary[k] for k in SUMMARY_ONLY} == SUMMARY_ONLY
+    assert json.loads((folder / "config.json").read_text()) == {"seed": 1}
+    assert (folder / "history.csv").read_text() == "_step\n"
+    assert json.loads((folder / "history.json").read_text()) == {"columns": ["_step"], "data": {"_step": []}}
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["rows"] == 0 and meta["columns"] == ["_step"] and meta["state"] == "finished"
+    for file in ("history.csv", "history.json"):  # what charts and values read: no rows, no error
+        (step,) = read_numeric_columns(folder / file, file, ["_step"]).values()
+        assert step.values.size == 0 and step.logged.size == 0
 
 
 @pytest.mark.parametrize("run", ["main", "resumed"])
@@ -328,7 +352,7 @@ def test_a_killed_then_resumed_run_is_joined_from_its_segments(runs, tmp_path):
 
 
 def test_colliding_metric_names_are_a_one_line_error_without_a_folder(runs, tmp_path, capsys):
-    # (an empty history is the same kind of error: see the --all-offline test)
+    # (a run with neither history nor summary is the same kind of error: see the --all-offline test)
     assert fetch(str(runs["clash"]), "--out", str(tmp_path / "runs")) == 1
     err = capsys.readouterr().err
     assert "'train loss' and 'train_loss' both become 'train_loss'" in err and err.count("\n") == 1

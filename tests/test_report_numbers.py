@@ -116,6 +116,7 @@ def test_the_command_writes_values_and_derivations(tmp_path):
     assert values["lejepa-nano-c100_32_focus"] == pytest.approx(0.105621 * 64)
     committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
     assert values == committed  # the committed file is what the command writes from the committed exports
+    assert not (exports / "derived/final_runs.csv").exists()  # no final-* runs exported: nothing for them
 
     # the paper's table: quoted file untouched ("not stated"), the derived copy fills in the counted sizes
     quoted = {r["model"]: r for r in csv.DictReader(open(REPO / "exports/reference/lejepa_paper_results.csv"))}
@@ -124,3 +125,173 @@ def test_the_command_writes_values_and_derivations(tmp_path):
     assert counted["ViT-Small/8"]["params"] == f"{values['params_ViT-Small/8'] / 1e6:.1f}M" and counted["ResNet-18"] == quoted["ResNet-18"]
     assert "counted by us" in counted["ViT-Small/8"]["source"]
     assert (exports / "derived/lejepa_paper_results.csv").read_bytes() == (REPO / "exports/derived/lejepa_paper_results.csv").read_bytes()
+
+
+# ---- the final comparison: fixture exports written here, expected values worked out by hand ----
+
+def write_final_run(exports: Path, name: str, seed: int, top1: float, wall_s: float, curve: dict[int, float],
+                    drop: str = "") -> None:
+    """runs/<name>/ as fetch exports it: config, summary (with the --eval-test keys), a sparse history."""
+    folder = exports / "runs" / name
+    folder.mkdir(parents=True)
+    config = {"train/seed": seed, "train/objective": "infonce" if "infonce" in name else "lejepa",
+              "train/lam": 0.0 if "lam0" in name else 0.02, "train/temperature": 0.2, "train/epochs": 0 if "random" in name else 2,
+              "code/git_commit": "abc123"}
+    summary = {"final_probe/test_top1": top1, "final_probe/test_top5": top1 + 0.3, "knn/test_top1": top1 - 0.1,
+               "final_probe/val_top1": top1 + 0.01, "knn/val_top1": top1 - 0.09, "repr/effective_rank": 100 * top1,
+               "train/wall_s": wall_s, "_runtime": 1.0}
+    summary.pop(drop, None)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "summary.json").write_text(json.dumps(summary))
+    rows = ["_step,epoch,probe/val_acc,train/loss"]
+    for epoch, acc in curve.items():
+        rows += [f"{10 * epoch - 2},,,1.5", f"{10 * epoch - 1},{epoch},{acc},1.0"]  # per-step rows between epochs
+    (folder / "history.csv").write_text("\n".join(rows if curve else ["_step"]) + "\n")
+
+
+def final_fixture(exports: Path) -> None:
+    for seed, top1, wall, curve in [(1, 0.40, 600, {1: 0.10, 2: 0.20}), (2, 0.42, 660, {1: 0.30, 2: 0.40}),
+                                    (3, 0.44, 720, {1: 0.20})]:  # seed 3 cut short after one epoch
+        write_final_run(exports, f"final-lejepa-s{seed}", seed, top1, wall, curve)
+    for seed, top1 in [(1, 0.45), (2, 0.46), (3, 0.50)]:
+        write_final_run(exports, f"final-infonce-s{seed}", seed, top1, 600, {1: 0.5, 2: 0.6})
+    write_final_run(exports, "final-lejepa-lam0-s1", 1, 0.05, 300, {1: 0.02, 2: 0.03})
+    write_final_run(exports, "final-random-init", 1, 0.08, 0.6, {})
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(path, newline="", encoding="utf-8")))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("final-lejepa-s1", ("lejepa", 1)), ("final-infonce-s12", ("infonce", 12)), ("final-lejepa-lam0-s2", ("lejepa-lam0", 2)),
+    ("final-random-init", ("random-init", None)), ("sw-lejepa-base", None), ("final-lejepa", None), ("lejepa-nano-c100", None),
+])
+def test_final_run_names_give_their_group(name, expected):
+    assert rn.final_group(name) == expected
+
+
+def test_t_quantile_matches_the_printed_t_table():
+    # two-sided 95 % and 99 % critical values of any statistics textbook's t table
+    table = {1: (12.706, 63.657), 2: (4.303, 9.925), 3: (3.182, 5.841), 4: (2.776, 4.604), 10: (2.228, 3.169), 30: (2.042, 2.750)}
+    for df, (t95, t99) in table.items():
+        assert rn.t_quantile(0.975, df) == pytest.approx(t95, abs=5e-4)
+        assert rn.t_quantile(0.995, df) == pytest.approx(t99, abs=5e-4)
+    assert rn.t_quantile(0.975, 1e6) == pytest.approx(1.95996, abs=1e-4)  # the normal's limit
+    assert rn.t_quantile(0.975, 3.5) < rn.t_quantile(0.975, 3) and rn.t_quantile(0.975, 3.5) > rn.t_quantile(0.975, 4)
+
+
+def test_welch_interval_matches_r_on_the_sleep_data():
+    # R: t.test(extra ~ group, data = sleep) prints "t = -1.8608, df = 17.776 ... 95 percent confidence
+    # interval: -3.3654832 0.2054832" (Student's sleep data, 1908; R's datasets::sleep)
+    group1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+    group2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+    w = rn.welch_interval(group1, group2)
+    assert w.diff == pytest.approx(0.75 - 2.33)
+    assert w.diff / w.se == pytest.approx(-1.8608, abs=1e-4)
+    assert w.df == pytest.approx(17.776, abs=1e-3)
+    assert (w.low, w.high) == (pytest.approx(-3.3654832, abs=1e-6), pytest.approx(0.2054832, abs=1e-6))
+
+
+def test_final_comparison_tables_curves_and_named_values(tmp_path):
+    exports = tmp_path / "exports"
+    final_fixture(exports)
+    write_final_run(exports, "sw-lejepa-base", 0, 0.9, 1, {1: 0.9})  # not a final run: ignored
+    runs = rn.read_final_runs(exports)
+    files = rn.final_files(runs)
+    assert sorted(files) == ["derived/final_comparison.csv", "derived/final_curves/infonce.csv", "derived/final_curves/lejepa-lam0.csv",
+                             "derived/final_curves/lejepa.csv", "derived/final_runs.csv"]  # no curve for the untrained run
+    for rel, data in files.items():
+        (exports / rel).parent.mkdir(parents=True, exist_ok=True)
+        (exports / rel).write_bytes(data)
+
+    per_run = read_csv(exports / "derived/final_runs.csv")
+    assert [r["run"] for r in per_run] == ["final-lejepa-s1", "final-lejepa-s2", "final-lejepa-s3", "final-infonce-s1",
+                                           "final-infonce-s2", "final-infonce-s3", "final-lejepa-lam0-s1", "final-random-init"]
+    first = per_run[0]
+    assert (first["method"], first["seed"], first["objective"], first["lam"], first["git_commit"]) == ("LeJEPA", "1", "lejepa", "0.02", "abc123")
+    assert float(first["test_top1"]) == 0.40 and float(first["test_top5"]) == pytest.approx(0.70) and float(first["wall_min"]) == 10
+    assert per_run[-1]["method"] == "random init" and per_run[-1]["seed"] == "1"
+    assert first["temperature"] == "" and (per_run[3]["lam"], per_run[3]["temperature"]) == ("", "0.2")  # only the knob that acted
+    assert per_run[6]["lam"] == "0"
+
+    comparison = {r["group"]: r for r in read_csv(exports / "derived/final_comparison.csv")}
+    assert list(comparison) == ["lejepa", "infonce", "lejepa-lam0", "random-init"]
+    lejepa, infonce = comparison["lejepa"], comparison["infonce"]
+    # LeJEPA test top-1 0.40, 0.42, 0.44: mean 0.42, deviations ±0.02 -> sd sqrt(0.0008 / 2) = 0.02
+    assert lejepa["n"] == "3" and float(lejepa["test_top1_mean"]) == pytest.approx(0.42) and float(lejepa["test_top1_sd"]) == pytest.approx(0.02)
+    assert float(lejepa["test_top5_mean"]) == pytest.approx(0.72) and float(lejepa["knn_test_top1_sd"]) == pytest.approx(0.02)
+    assert float(lejepa["wall_min_mean"]) == pytest.approx(11) and float(lejepa["wall_min_sd"]) == pytest.approx(1)  # 10, 11, 12 min
+    # InfoNCE 0.45, 0.46, 0.50: mean 0.47, deviations -0.02, -0.01, 0.03 -> sd sqrt(0.0014 / 2)
+    assert float(infonce["test_top1_mean"]) == pytest.approx(0.47) and float(infonce["test_top1_sd"]) == pytest.approx(math.sqrt(0.0007))
+    lam0 = comparison["lejepa-lam0"]
+    assert lam0["n"] == "1" and float(lam0["test_top1_mean"]) == pytest.approx(0.05) and lam0["test_top1_sd"] == ""
+
+    curve = read_csv(exports / "derived/final_curves/lejepa.csv")
+    # epoch 1: 0.10, 0.30, 0.20; epoch 2: 0.20, 0.40 (seed 3 stopped after epoch 1)
+    assert [(r["epoch"], r["seeds"]) for r in curve] == [("1", "3"), ("2", "2")]
+    assert [float(r["val_acc_mean"]) for r in curve] == pytest.approx([0.2, 0.3])
+    assert [(float(r["val_acc_min"]), float(r["val_acc_max"])) for r in curve] == [(0.1, 0.3), (0.2, 0.4)]
+
+    values = {name: value for name, value, _ in rn.final_values(runs)}
+    assert values["final_lejepa_n"] == 3 and values["final_random-init_n"] == 1
+    assert values["final_lejepa_test_top1_mean"] == pytest.approx(0.42) and values["final_lejepa_test_top1_sd"] == pytest.approx(0.02)
+    assert "final_lejepa-lam0_test_top1_sd" not in values and values["final_lejepa-lam0_test_top1_mean"] == pytest.approx(0.05)
+    # gap -0.05; se sqrt(0.02²/3 + 0.0007/3) = sqrt(0.0011/3); df = (0.0011/3)² / ((0.0004/3)²/2 + (0.0007/3)²/2) = 2·0.0011²/0.00000065
+    se, df = math.sqrt(0.0011 / 3), 2 * 0.0011**2 / 6.5e-7
+    assert values["final_gap_test_top1"] == pytest.approx(-0.05)
+    assert values["final_gap_test_top1_se"] == pytest.approx(se) and values["final_gap_test_top1_df"] == pytest.approx(df)
+    half = rn.t_quantile(0.975, df) * se
+    assert 2.776 < rn.t_quantile(0.975, df) < 3.182  # df ≈ 3.72: between the table's rows for 4 and 3
+    assert (values["final_gap_test_top1_ci_low"], values["final_gap_test_top1_ci_high"]) == (pytest.approx(-0.05 - half), pytest.approx(-0.05 + half))
+
+
+def test_without_final_runs_nothing_is_derived_for_them(tmp_path):
+    (tmp_path / "runs" / "lejepa-nano-c100").mkdir(parents=True)
+    assert rn.read_final_runs(tmp_path) == [] and rn.final_files([]) == {} and rn.final_values([]) == []
+
+
+def test_one_seed_per_method_gives_means_and_a_gap_without_an_interval(tmp_path):
+    write_final_run(tmp_path, "final-lejepa-s1", 1, 0.40, 60, {1: 0.1})
+    write_final_run(tmp_path, "final-infonce-s1", 1, 0.45, 60, {1: 0.1})
+    values = {name: value for name, value, _ in rn.final_values(rn.read_final_runs(tmp_path))}
+    assert values["final_gap_test_top1"] == pytest.approx(-0.05)
+    assert not [name for name in values if name.startswith("final_gap_test_top1_") or name.endswith("_sd")]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no-test-split", r"final-lejepa-s1/summary.json: no 'final_probe/test_top1' \(a final run is trained with --eval-test"),
+    ("wrong-seed", r"final-lejepa-s2: the name says seed 2, config.json's 'train/seed' is 7"),
+    ("unknown-name", r"final-lejepa-best: a final run is named final-<method>-s<seed>"),
+    ("no-summary", r"final-lejepa-s1: cannot read the exported run"),
+])
+def test_bad_final_runs_are_one_line_errors_naming_file_and_field(case, message, tmp_path, capsys):
+    exports = tmp_path / "exports"
+    if case == "wrong-seed":
+        write_final_run(exports, "final-lejepa-s2", 7, 0.4, 60, {})
+    elif case == "unknown-name":
+        write_final_run(exports, "final-lejepa-best", 1, 0.4, 60, {})
+    else:
+        write_final_run(exports, "final-lejepa-s1", 1, 0.4, 60, {}, drop="final_probe/test_top1")
+        if case == "no-summary":
+            (exports / "runs/final-lejepa-s1/summary.json").unlink()
+    with pytest.raises(rn.UserError, match=message):
+        rn.read_final_runs(exports)
+    assert rn.main([str(exports)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and not (exports / "derived").exists()
+
+
+def test_the_command_writes_the_final_comparison_beside_the_other_numbers(tmp_path):
+    exports = tmp_path / "exports"
+    shutil.copytree(REPO / "exports", exports)
+    final_fixture(exports)
+    assert rn.main([str(exports)]) == 0
+    values = json.loads((exports / "derived/report_numbers.json").read_text())
+    committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
+    assert {k: v for k, v in values.items() if not k.startswith("final_")} == committed
+    assert values["final_infonce_test_top1_mean"] == pytest.approx(0.47) and values["final_gap_test_top1"] == pytest.approx(-0.05)
+    derivations = {r["name"]: r["derivation"] for r in read_csv(exports / "derived/report_numbers.csv")}
+    assert "95 % Welch interval" in derivations["final_gap_test_top1_ci_low"]
+    assert [r["run"] for r in read_csv(exports / "derived/final_runs.csv")][-1] == "final-random-init"
+    assert (exports / "derived/final_curves/lejepa.csv").is_file()

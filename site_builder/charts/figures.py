@@ -3,7 +3,8 @@
 The figure JSON is embedded in the page and drawn by templates/assets/site.js when it scrolls into
 view; that script also applies the smoothing slider and the log-y toggle. Line traces are cut to at most
 MAX_POINTS points with MinMaxLTTB (keeps each bucket's minimum and maximum, so spikes survive); the CSV
-beside the chart has every logged row.
+beside the chart has every logged row. A series may carry a band (`band: {y_col: [lo_col, hi_col]}`, e.g. the
+min and max over seeds), drawn by site.js as a filled area in the series' colour.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from site_builder.errors import UserError
 MAX_POINTS = 2000
 IMAGES = "\0images"  # the pictures file among a panels chart's paths (no source label can be this)
 CHART_TYPES = ("line", "scatter", "bar", "panels")
-SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names", "group"}
+SPEC_KEYS = {"id", "source", "x", "y", "title", "caption", "smoothing", "log_y", "type", "x_title", "y_title", "height", "images", "names", "group", "band"}
 
 
 @dataclass
@@ -71,6 +72,15 @@ def check_spec(spec: dict) -> dict:
     names = spec.setdefault("names", {})  # legend words for columns: {train/inv: invariance}
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
         raise UserError("chart: 'names' must be a mapping {column: legend text}")
+    band = spec.setdefault("band", {})  # a shaded area per series: {y_col: [lo_col, hi_col]}
+    if not isinstance(band, dict) or not all(isinstance(v, list) and len(v) == 2 and all(isinstance(c, str) for c in v)
+                                             for v in band.values()):
+        raise UserError("chart: 'band' must be a mapping {y column: [low column, high column]}")
+    if band and spec["type"] not in ("line", "scatter"):
+        raise UserError(f"chart: 'band' is for line and scatter charts, not type '{spec['type']}'")
+    for column in band:
+        if column not in spec["y"]:
+            raise UserError(f"chart: 'band' names '{column}', which is not one of the chart's y columns: {', '.join(spec['y'])}")
     smoothing = spec.setdefault("smoothing", 0)
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise UserError(f"chart: smoothing must be a number in [0, 1), got {smoothing!r}")
@@ -124,9 +134,10 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
     if spec["type"] == "bar":
         return _bar_chart(spec, paths)
     x_name, y_names = spec["x"], spec["y"]
+    data_names = list(dict.fromkeys([*y_names, *(c for pair in spec["band"].values() for c in pair)]))
     traces, tables = [], []
     for label, (rel, path) in paths.items():
-        columns = read_numeric_columns(path, rel, [x_name, *y_names])
+        columns = read_numeric_columns(path, rel, [x_name, *data_names])
         x = columns[x_name]
         for y_name in y_names:
             xs, ys = _plottable(x, columns[y_name])
@@ -134,8 +145,10 @@ def _series_chart(spec: dict, paths: dict[str, tuple[str, Path]]) -> ChartResult
                 xs, ys = downsample(xs, ys, MAX_POINTS)
             name = _trace_name(label, spec["names"].get(y_name, y_name), len(y_names))
             traces.append({"name": name, "x": xs.tolist(), "y": ys.tolist()})
+            if y_name in spec["band"]:
+                traces[-1]["band"] = _band(x, *(columns[c] for c in spec["band"][y_name]))
         tables.append((label, columns))
-    return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, y_names, tables))
+    return ChartResult(_figure(spec, traces), csv=_full_csv(x_name, data_names, tables))
 
 
 def _figure(spec: dict, traces: list[dict]) -> dict:
@@ -180,14 +193,29 @@ def _trace_name(run: str, column: str, n_columns: int) -> str:
     return run if n_columns == 1 else f"{run} · {column}"
 
 
-def _plottable(x: Column, y: Column) -> tuple[np.ndarray, np.ndarray]:
-    """Rows where both x and y were logged and are finite, sorted by x (Plotly cannot draw inf)."""
-    keep = x.logged & y.logged & np.isfinite(x.values) & np.isfinite(y.values)
-    xs, ys = (x.values, y.values) if keep.all() else (x.values[keep], y.values[keep])  # no copy when all rows count
-    if xs.size > 1 and np.any(xs[1:] < xs[:-1]):
-        order = np.argsort(xs, kind="stable")
-        xs, ys = xs[order], ys[order]
-    return xs, ys
+def _plottable(x: Column, *ys: Column) -> tuple[np.ndarray, ...]:
+    """Rows where x and every y were logged and are finite, sorted by x (Plotly cannot draw inf)."""
+    keep = x.logged & np.isfinite(x.values)
+    for y in ys:
+        keep &= y.logged & np.isfinite(y.values)
+    arrays = [c.values if keep.all() else c.values[keep] for c in (x, *ys)]  # no copy when all rows count
+    if arrays[0].size > 1 and np.any(arrays[0][1:] < arrays[0][:-1]):
+        order = np.argsort(arrays[0], kind="stable")
+        arrays = [a[order] for a in arrays]
+    return tuple(arrays)
+
+
+def _band(x: Column, lo: Column, hi: Column) -> dict:
+    """{"x", "lo", "hi"}: the rows where both bounds are drawable; over MAX_POINTS, the points that
+    downsampling keeps for either bound (so both envelopes keep their extremes)."""
+    xs, los, his = _plottable(x, lo, hi)
+    if xs.size > MAX_POINTS:
+        from tsdownsample import MinMaxLTTBDownsampler
+
+        sampler = MinMaxLTTBDownsampler()
+        index = np.union1d(sampler.downsample(xs, los, n_out=MAX_POINTS), sampler.downsample(xs, his, n_out=MAX_POINTS))
+        xs, los, his = xs[index], los[index], his[index]
+    return {"x": xs.tolist(), "lo": los.tolist(), "hi": his.tolist()}
 
 
 def downsample(x: np.ndarray, y: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,8 @@ def render(run: RunData, keys: list[str] | None) -> tuple[dict[str, bytes], dict
     secrets = [os.environ.get("WANDB_API_KEY", ""), *run.secrets]
     config, redacted_config = config_dict(run.config, run.where, secrets)
     summary, redacted_summary = summary_dict(run.summary, run.where, secrets)
+    if not table.rows and all(key.startswith("_") for key in summary):  # wandb writes `_runtime` into every summary
+        raise UserError("the run has an empty history (no logged steps) and no summary; nothing to export", path=run.where)
     files = {
         "history.csv": history_csv(table),
         "history.json": history_json(table),

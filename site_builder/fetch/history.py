@@ -93,7 +93,8 @@ def history_table(rows: Iterable[dict[str, Any]], where: str, keys: list[str] | 
     A value of None (or a missing key) means "not logged at this step". The strings "NaN",
     "Infinity", "-Infinity" are wandb's JSON for logged non-finite floats and become floats. A row
     that repeats an earlier step (a resumed run) updates that step. `keys` (names or glob patterns,
-    matched against the sanitised names) keeps only the matching metrics.
+    matched against the sanitised names) keeps only the matching metrics. No rows give a table of no
+    rows (an untrained reference run, `train --epochs 0`, logs only its summary).
     """
     values: dict[str, dict[int, Any]] = {}  # raw metric name -> {step: value}
     steps: set[int] = set()
@@ -107,9 +108,6 @@ def history_table(rows: Iterable[dict[str, Any]], where: str, keys: list[str] | 
         for key, value in row.items():
             if value is not None and key != STEP:
                 values.setdefault(key, {})[step] = value
-    if not steps:
-        raise UserError("the run has an empty history (no logged steps); nothing to export", path=where)
-
     skipped: dict[str, str] = {}
     numeric: dict[str, dict[int, int | float]] = {}
     for key, by_step in values.items():

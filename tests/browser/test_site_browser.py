@@ -38,15 +38,18 @@ def chart_data(page, url: str) -> dict:
 
 
 def expected_traces(page) -> list[int]:
-    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series; a panels grid
-    draws one canvas per model and image, plus a row of input pictures when it has them."""
+    """Traces each chart must draw: line charts draw a raw + a smoothed trace per series and a filled one
+    per band; a panels grid draws one canvas per model and image, plus a row of input pictures when it has them."""
     urls = page.eval_on_selector_all(".chart", "cs => cs.map(c => new URL(c.dataset.src, document.baseURI).href)")
     figures = [chart_data(page, url) for url in urls]
     per_series = {"line": 2, "scatter": 2, "bar": 1}
     def panels(f):
         return (len(f["rows"]) + (1 if f["inputs"] else 0)) * len(f["images"])
 
-    return [panels(f) if f["type"] == "panels" else per_series[f["type"]] * len(f["traces"]) for f in figures]
+    def series(f):
+        return per_series[f["type"]] * len(f["traces"]) + sum("band" in t for t in f["traces"])
+
+    return [panels(f) if f["type"] == "panels" else series(f) for f in figures]
 
 
 def drawn_traces(page) -> list[int]:
@@ -175,6 +178,32 @@ def test_smoothing_slider_and_log_y(built_fixture_site, serve, browser_page):
     # a click on the legend hides the series (Plotly waits out its double-click delay first)
     page.locator(".legend .traces .legendtoggle").first.click(force=True)
     page.wait_for_function(f"{chart}.data[1].visible === 'legendonly'", timeout=3000)
+    visit.assert_clean()
+
+
+def test_a_band_is_a_filled_area_behind_its_series_and_smoothing_moves_only_the_lines(tmp_path, serve, browser_page):
+    files = dict(FIXTURE_FILES)
+    files["exports/curves/a.csv"] = "epoch,mean,lo,hi\n1,0.2,0.1,0.3\n2,0.3,0.2,0.5\n3,0.5,0.4,0.6\n"
+    files["content/band.md"] = ("---\ntitle: Band\norder: 6\n---\n\n```chart\nsource: {A: curves/a.csv, B: curves/b.csv}\n"
+                                "x: epoch\ny: mean\nband: {mean: [lo, hi]}\nsmoothing: 0\nx_title: epoch\ny_title: accuracy\n```\n")
+    files["exports/curves/b.csv"] = "_step,epoch,mean,lo,hi\n0,1,0.6,0.5,0.7\n1,2,0.7,0.6,0.8\n"
+    out = tmp_path / "dist"
+    build_site(write_site(tmp_path / "site", files), out)
+    visit = browser_page(serve(out) + "band.html")
+    page = visit.page
+    scroll_through(page)
+    chart = "document.querySelector('.chart .chart-plot')"
+    data = page.evaluate(f"{chart}.data.map(t => ({{fill: t.fill || null, legend: t.showlegend !== false, "
+                         "hover: t.hoverinfo || null, color: t.fillcolor || t.line.color, x: t.x, y: t.y}))")
+    band_a, band_b, raw_a, line_a, raw_b, line_b = data
+    assert band_a["fill"] == band_b["fill"] == "toself" and raw_a["fill"] is None
+    assert not band_a["legend"] and not band_b["legend"] and band_a["hover"] == "skip"
+    assert band_a["color"] == line_a["color"] != band_b["color"] == line_b["color"]  # each in its series' colour
+    assert band_a["x"] == [1, 2, 3, 3, 2, 1] and band_a["y"] == [0.3, 0.5, 0.6, 0.4, 0.2, 0.1]  # along hi, back along lo
+    page.locator(".js-smoothing").first.fill("0.9")
+    after = page.evaluate(f"{chart}.data.map(t => t.y)")
+    assert after[0] == band_a["y"] and after[2] == raw_a["y"] and after[3] != line_a["y"]  # the smoothed line moved
+    assert after[3][0] == pytest.approx(0.2) and after[3][1] == pytest.approx((0.9 * 0.02 + 0.03) / (1 - 0.81))
     visit.assert_clean()
 
 

@@ -82,8 +82,23 @@
     return layout;
   }
 
+  /* A series' band (`band` in the chart block: e.g. min to max over seeds): one filled polygon along the
+     high bound and back along the low one, in the series' colour, behind every line, out of legend and
+     hover (a legend click on the series hides it too). Not smoothed. */
+  function bandTraces(fig) {
+    var bands = [];
+    fig.traces.forEach(function (tr, i) {
+      if (!tr.band) return;
+      bands.push({ type: "scatter", mode: "lines", name: tr.name, legendgroup: tr.name, showlegend: false,
+        hoverinfo: "skip", x: tr.band.x.concat(tr.band.x.slice().reverse()),
+        y: tr.band.hi.concat(tr.band.lo.slice().reverse()), fill: "toself",
+        fillcolor: PALETTE[i % PALETTE.length], opacity: 0.2, line: { width: 0 } });
+    });
+    return bands;
+  }
+
   function seriesTraces(fig, smoothing) {
-    var traces = [];
+    var traces = bandTraces(fig);
     var mode = fig.type === "scatter" ? "markers" : "lines";
     fig.traces.forEach(function (tr, i) {
       var color = PALETTE[i % PALETTE.length];
@@ -108,13 +123,14 @@
     var layout = baseLayout(fig, t);
     layout.yaxis.type = (logY ? logY.checked : fig.log_y) ? "log" : "linear";
     Plotly.newPlot(plot, seriesTraces(fig, smoothing), layout, CONFIG);
+    var first = fig.traces.filter(function (tr) { return tr.band; }).length;  // bands first: series i is first + 2i, + 2i + 1
     if (slider) {
       slider.addEventListener("input", function () {
         var w = parseFloat(slider.value);
         el.querySelector(".js-smoothing-value").textContent = w.toFixed(2);
         var ys = [], opacity = [], idx = [];
         fig.traces.forEach(function (tr, i) {
-          idx.push(2 * i, 2 * i + 1);
+          idx.push(first + 2 * i, first + 2 * i + 1);
           ys.push(tr.y, ema(tr.y, w));
           opacity.push(w > 0 ? 0.25 : 0, 1);
         });
