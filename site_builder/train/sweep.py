@@ -9,8 +9,8 @@ checkpoint folder: a machine that mirrors the working tree deletes untracked fil
 again after a time limit to continue where it stopped.
 
 Selection, always on the validation split (the exported `final_probe/val_top1`), writes the next plan:
-`--combine EXPORTS --write P` (each method's best value on every axis, combined: the issue-12 protocol's
-"one change at a time, then the best combination") and `--final EXPORTS --seeds 0 1 2 --write P` (each
+`--combine EXPORTS --write P` (each method's best value on every axis, combined: the protocol's
+"one change at a time, then the best combination") and `--final EXPORTS --seeds 1 2 3 --write P` (each
 method's best run of the given plans, once per seed with `--eval-test`, plus the lambda = 0 and
 random-initialisation references).
 """
