@@ -209,7 +209,9 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     sweep = exports / "sweeps" / "sweep-20ep" / "sweep.csv"
     if sweep.exists():
         best = {}
-        for r in _csv_rows(sweep):
+        sweep_rows = _csv_rows(sweep)
+        rows.append(("sweep_runs", len(sweep_rows), "runs in sweeps/sweep-20ep/sweep.csv (the sweep and its best combinations)"))
+        for r in sweep_rows:
             best[r["objective"]] = max(best.get(r["objective"], 0.0), float(r["val_top1"]))
         if {"lejepa", "infonce"} <= best.keys():
             rows.append(("sweep_infonce_minus_lejepa_best", 100 * (best["infonce"] - best["lejepa"]),
