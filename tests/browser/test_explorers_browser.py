@@ -203,6 +203,27 @@ def test_embedding_map_hover_click_and_model_picker(explorer_site, serve, browse
     visit.assert_clean()
 
 
+def test_the_super_class_key_hides_shows_and_isolates_classes_across_models(explorer_site, serve, browser_page):
+    visit = browser_page(serve(explorer_site) + "index.html")
+    fig = open_explorer(visit, "embedding")
+    page = visit.page
+    visible = "document.querySelector('figure[data-explorer=embedding] .js-plotly-plot').data.slice(0, 20).map(t => t.visible)"
+    keys = fig.locator(".explorer-legend button[aria-pressed]")
+    assert keys.count() == 20 and page.evaluate(visible) == [True] * 20
+    keys.nth(3).focus()  # a button: the keyboard reaches it
+    page.keyboard.press("Enter")
+    assert keys.nth(3).get_attribute("aria-pressed") == "false"
+    assert page.evaluate(visible) == [c != 3 for c in range(20)]
+    fig.locator("select").first.select_option(label="lambda 0")  # another model keeps the hidden class hidden
+    page.wait_for_function("document.querySelector('figure[data-explorer=embedding]').dataset.model === 'lambda 0'")
+    assert page.evaluate(visible) == [c != 3 for c in range(20)]
+    keys.nth(5).click(modifiers=["Shift"])  # only this one
+    assert page.evaluate(visible) == [c == 5 for c in range(20)]
+    fig.locator(".explorer-legend-all").click()
+    assert page.evaluate(visible) == [True] * 20 and keys.nth(3).get_attribute("aria-pressed") == "true"
+    visit.assert_clean()
+
+
 def test_attention_viewer_draws_and_switches(explorer_site, serve, browser_page):
     visit = browser_page(serve(explorer_site) + "index.html")
     fig = open_explorer(visit, "attention")

@@ -353,9 +353,37 @@
     body.appendChild(el("div", { class: "explorer-controls" }, [
       el("span", {}, [labelled("Model", picker), picker]),
       el("span", {}, [labelled("Test image #", indexInput), indexInput])]));
+    // The super-class key is ours, not Plotly's: 20 long names beside the map left it a fraction of the
+    // width, and buttons are reachable from the keyboard.
+    var key = el("div", { class: "explorer-legend", role: "group", "aria-label": "Super-classes: press one to hide or show it, Shift-press to show it alone" });
     body.appendChild(el("div", { class: "explorer-split" }, [plot, el("div", { class: "explorer-side" }, [preview, previewText, neighbours])]));
+    body.appendChild(key);
     body.appendChild(info);
-    var data = null, selected = null;
+    var data = null, selected = null, shown = [];
+
+    function buildKey() {
+      if (key.childNodes.length) return;
+      data.coarse_names.forEach(function (name, c) {
+        shown[c] = true;
+        var swatch = el("span", { class: "explorer-swatch", "aria-hidden": "true" });
+        swatch.style.background = COLORS[c];
+        var b = el("button", { type: "button", "aria-pressed": "true" }, [swatch]);
+        b.appendChild(document.createTextNode(name.replace(/_/g, " ")));
+        b.addEventListener("click", function (ev) {
+          if (ev.shiftKey) shown = shown.map(function (_, k) { return k === c; });
+          else shown[c] = !shown[c];
+          applyKey();
+        });
+        key.appendChild(b);
+      });
+      var all = el("button", { type: "button", class: "explorer-legend-all", text: "Show all" });
+      all.addEventListener("click", function () { shown = shown.map(function () { return true; }); applyKey(); });
+      key.appendChild(all);
+    }
+    function applyKey() {
+      key.querySelectorAll("button[aria-pressed]").forEach(function (b, c) { b.setAttribute("aria-pressed", String(shown[c])); });
+      Plotly.restyle(plot, { visible: shown.slice() }, shown.map(function (_, c) { return c; }));
+    }
 
     function describe(i) {
       return data.fine_names[data.fine[i]] + " (" + data.coarse_names[data.coarse[i]].replace(/_/g, " ") + ") · test #" + i;
@@ -389,7 +417,7 @@
     function traces() {
       var out = [];
       for (var c = 0; c < 20; c++) out.push({ type: "scattergl", mode: "markers", name: data.coarse_names[c].replace(/_/g, " "),
-        x: [], y: [], customdata: [], marker: { size: 4, color: COLORS[c], opacity: 0.7 }, hoverinfo: "none" });
+        x: [], y: [], customdata: [], marker: { size: 4, color: COLORS[c], opacity: 0.7 }, hoverinfo: "none", visible: shown[c] !== false });
       for (var i = 0; i < data.count; i++) {
         var t = out[data.coarse[i]];
         t.x.push(data.x[i]); t.y.push(data.y[i]); t.customdata.push(i);
@@ -406,14 +434,12 @@
         var layout = {
           paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: textColor(), size: 12 },
           margin: { l: 40, r: 10, t: 10, b: 40 }, hovermode: "closest", dragmode: "zoom",
-          legend: { font: { size: 10 }, itemclick: "toggle", itemdoubleclick: "toggleothers" },
+          showlegend: false,  // the key below the map (buildKey)
           xaxis: { range: [-1, 1], title: { text: "PC 1" }, zeroline: false, gridcolor: cssVar("--rule", "#ddd") },
           yaxis: { range: [-1, 1], title: { text: "PC 2" }, zeroline: false, scaleanchor: "x", gridcolor: cssVar("--rule", "#ddd") }
         };
-        var old = plot.data ? plot.data.map(function (t) { return t.visible; }) : null;
-        var tr = traces();
-        if (old) tr.forEach(function (t, k) { if (k < 20 && old[k] !== undefined) t.visible = old[k]; });
-        return Plotly.react(plot, tr, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+        buildKey();
+        return Plotly.react(plot, traces(), layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
       }).then(function () {
         if (!plot.dataset.bound) {
           plot.dataset.bound = "1";
