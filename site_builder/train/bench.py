@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--global-views", type=int, default=2)
     p.add_argument("--local-views", type=int, default=6)
-    p.add_argument("--local-size", type=int, default=16)
+    p.add_argument("--local-size", type=int, help="pixels of a local view (default: the --size preset's)")
     p.add_argument("--size", default="nano", help="model size preset of `train` (nano, vit-s16-224)")
     p.add_argument("--only", nargs="+", help="run only these variants (names as printed)")
     p.add_argument("--profile", action="store_true", help="print the CUDA kernel profile of the fastest variant")
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     cfg = ViTConfig(**{k[6:]: v for k, v in preset.items() if k.startswith("model.")})
     aug = AugConfig(**{**{k[4:]: v for k, v in preset.items() if k.startswith("aug.")},
                        "global_views": args.global_views, "local_views": args.local_views,
-                       **({"local_size": args.local_size} if args.size == "nano" else {})})
+                       **({"local_size": args.local_size} if args.local_size else {})})
     images = load_train_images(args.data)
     images_gpu = torch.from_numpy(images).to(device)
     flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
