@@ -166,6 +166,7 @@ def test_smoothing_slider_and_log_y(built_fixture_site, serve, browser_page):
     page.wait_for_function("document.querySelector('.chart .js-plotly-plot') !== null")
     chart = "document.querySelector('.chart .chart-plot')"
     raw = page.evaluate(f"{chart}.data[0].y")
+    assert len(raw) > 30 and page.evaluate(f"{chart}.data[1].mode") == "lines"  # a long history: no markers
     # starts at the chapter's smoothing: 0.6
     assert page.evaluate(f"{chart}.data[1].y") == pytest.approx(wandb_ema(raw, 0.6), rel=1e-9)
     page.locator(".js-smoothing").first.fill("0.9")
@@ -200,6 +201,8 @@ def test_a_band_is_a_filled_area_behind_its_series_and_smoothing_moves_only_the_
     assert not band_a["legend"] and not band_b["legend"] and band_a["hover"] == "skip"
     assert band_a["color"] == line_a["color"] != band_b["color"] == line_b["color"]  # each in its series' colour
     assert band_a["x"] == [1, 2, 3, 3, 2, 1] and band_a["y"] == [0.3, 0.5, 0.6, 0.4, 0.2, 0.1]  # along hi, back along lo
+    # a line of a few points marks them (a sweep's points; a one-point series would draw nothing otherwise)
+    assert page.evaluate(f"{chart}.data.map(t => t.mode)")[2:] == ["lines+markers"] * 4
     page.locator(".js-smoothing").first.fill("0.9")
     after = page.evaluate(f"{chart}.data.map(t => t.y)")
     assert after[0] == band_a["y"] and after[2] == raw_a["y"] and after[3] != line_a["y"]  # the smoothed line moved

@@ -97,11 +97,14 @@
     return bands;
   }
 
+  var FEW_POINTS = 30;
+
   function seriesTraces(fig, smoothing) {
     var traces = bandTraces(fig);
-    var mode = fig.type === "scatter" ? "markers" : "lines";
     fig.traces.forEach(function (tr, i) {
       var color = PALETTE[i % PALETTE.length];
+      // a short line (a sweep's few points, a run's epochs) marks its points: a one-point line draws nothing
+      var mode = fig.type === "scatter" ? "markers" : tr.x.length <= FEW_POINTS ? "lines+markers" : "lines";
       if (fig.type === "bar") {
         traces.push({ type: "bar", name: tr.name, x: tr.x, y: tr.y, marker: { color: color } });
         return;
