@@ -146,6 +146,17 @@ def test_value_naming_a_missing_key(site):
     assert_rejected(site, {"content/b.md": chapter(body, "B", 2)}, "content/b.md:6", "model/width", "model/depth")
 
 
+def test_a_value_cut_off_by_a_table_cell_bar_is_an_error_and_an_escaped_bar_works(site):
+    """A bare | inside a table row ends the cell, cutting {{ x | fmt }} in two: that must not render as text."""
+    table = "| run | depth |\n| --- | --- |\n| r | {{ runs/r/config.json#model/depth | d }} |\n"
+    line = assert_rejected(site, {"content/b.md": chapter(table, "B", 2)}, "content/b.md:8", "no closing", "\\|")
+    assert "model/depth" in line
+    write(site, {"content/b.md": chapter(table.replace(" | d }}", " \\| d }}"), "B", 2)})
+    rc, _, err = build(site)
+    assert rc == 0, err
+    assert '<td><span class="value" title="runs/r/config.json#model/depth">4</span></td>' in (site / "dist/b.html").read_text()
+
+
 def test_chart_naming_a_missing_file_shows_pending_never_a_number(site):
     """README policy: a source that does not exist yet is a visible pending box and a warning, not an error."""
     body = "```chart\nsource: runs/later/history.csv\ny: train/loss\n```\n\nAccuracy {{ runs/later/summary.json#acc | .1% }}."

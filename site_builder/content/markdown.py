@@ -50,7 +50,7 @@ class Hooks(Protocol):
 
     def math(self, tex: str, display: bool, line: int, label: str | None = None) -> str: ...
     def directive(self, kind: str, spec: dict, line: int, label_index: int) -> str: ...
-    def value(self, expr: str, line: int) -> str: ...
+    def value(self, expr: str, line: int, closed: bool = True) -> str: ...
     def link(self, href: str, line: int) -> str: ...
     def xref(self, command: str, label: str, line: int) -> str: ...
     def image(self, src: str, alt: str, title: str, line: int) -> str: ...
@@ -103,12 +103,12 @@ def _value_rule(state: StateInline, silent: bool) -> bool:
     if not state.src.startswith("{{", state.pos):
         return False
     match = VALUE_RE.match(state.src, state.pos)
-    if not match:
-        return False
     if not silent:
         token = state.push("data_value", "", 0)
-        token.content = match.group(1).strip()
-    state.pos = match.end()
+        # `\|` is how a table cell writes the format bar (the cell ends at a bare `|`, cutting the value off)
+        token.content = match.group(1).replace("\\|", "|").strip() if match else state.src[state.pos + 2:].strip()
+        token.meta["closed"] = bool(match)
+    state.pos = match.end() if match else state.posMax
     return True
 
 
@@ -334,7 +334,7 @@ def _rule_code_block(self, tokens, idx, options, env):
 
 
 def _rule_data_value(self, tokens, idx, options, env):
-    return env["hooks"].value(tokens[idx].content, _line(tokens[idx]))
+    return env["hooks"].value(tokens[idx].content, _line(tokens[idx]), tokens[idx].meta.get("closed", True))
 
 
 def _rule_xref(self, tokens, idx, options, env):

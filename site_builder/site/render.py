@@ -159,8 +159,10 @@ class PageRenderer(ChapterExtras):
 
     # -- data
 
-    def value(self, expr: str, line: int) -> str:
+    def value(self, expr: str, line: int, closed: bool = True) -> str:
         """{{ source#key@agg | fmt }}"""
+        if not closed:
+            raise self.error(f"'{{{{ {expr}' has no closing '}}}}' (in a table cell, write \\| before the format)", line)
         ref, _, spec = (part.strip() for part in expr.partition("|"))
         rel, hash_, key = ref.partition("#")
         if not hash_ or not key:
