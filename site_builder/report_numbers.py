@@ -169,7 +169,8 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     for r in _csv_rows(exports / "reference/draft_attention_metrics.csv"):
         key = {"32x32": "draft_nano_32", "64x64 extrapolated": "draft_nano_64", "224x224": "draft_older_224"}[r["input"]]
         rows.append((f"{key}_focus", float(r["max_attention"]) * int(r["patches"]), f"max attention × N for the draft's {r['model']} at {r['input']}"))
-    for run in ("lejepa-nano-c100", "lejepa-nano-c100-lambda0", "infonce-nano-c100", "random-init"):
+    for run in ("lejepa-nano-c100", "lejepa-nano-c100-lambda0", "infonce-nano-c100", "random-init",
+                "final-lejepa-s1", "final-infonce-s1"):
         for r in _csv_rows(exports / f"figures/{run}/attention_metrics.csv"):
             rows.append((f"{run}_{r['resolution']}_focus", float(r["max_attention"]) * int(r["patches"]),
                          f"max attention × N, {run}, {r['resolution']}×{r['resolution']} input (attention_metrics.csv)"))
