@@ -405,12 +405,7 @@ def final_files(runs: list[FinalRun]) -> dict[str, bytes]:
 
 
 def to_csv(rows: list[tuple[str, float, str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["name", "value", "derivation"])
-    for name, value, how in rows:
-        writer.writerow([name, f"{value:.10g}", how])
-    return out.getvalue().encode()
+    return _csv_bytes(["name", "value", "derivation"], [[name, float(value), how] for name, value, how in rows])
 
 
 PAPER_TABLE = "reference/lejepa_paper_results.csv"  # quoted from the paper, "not stated" where it is silent

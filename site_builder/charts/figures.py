@@ -210,21 +210,25 @@ def _band(x: Column, lo: Column, hi: Column) -> dict:
     downsampling keeps for either bound (so both envelopes keep their extremes)."""
     xs, los, his = _plottable(x, lo, hi)
     if xs.size > MAX_POINTS:
-        from tsdownsample import MinMaxLTTBDownsampler
-
-        sampler = MinMaxLTTBDownsampler()
-        index = np.union1d(sampler.downsample(xs, los, n_out=MAX_POINTS), sampler.downsample(xs, his, n_out=MAX_POINTS))
+        index = np.union1d(downsample_index(xs, los, MAX_POINTS), downsample_index(xs, his, MAX_POINTS))
         xs, los, his = xs[index], los[index], his[index]
     return {"x": xs.tolist(), "lo": los.tolist(), "hi": his.tolist()}
 
 
-def downsample(x: np.ndarray, y: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most n_out points, keeping extremes (tsdownsample's MinMaxLTTB); x must be sorted."""
+def downsample_index(x: np.ndarray, y: np.ndarray, n_out: int) -> np.ndarray:
+    """Indices of at most n_out points, keeping extremes (tsdownsample's MinMaxLTTB); x must be sorted."""
     if x.size <= n_out:
-        return x, y
+        return np.arange(x.size)
     from tsdownsample import MinMaxLTTBDownsampler
 
-    index = MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out)
+    return MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out)
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most n_out points, keeping extremes; x must be sorted."""
+    if x.size <= n_out:
+        return x, y
+    index = downsample_index(x, y, n_out)
     return x[index], y[index]
 
 
