@@ -173,6 +173,69 @@ def test_last_checkpoint_with_projector_adds_projector_figures_under_its_run_nam
     assert meta["embedding"]["projector"]["dim"] == 8 and meta["embedding"]["backbone"]["dim"] == TINY.width
 
 
+def test_panel_resolutions_and_the_trained_resolution_of_a_checkpoint(tmp_path):
+    from site_builder.analyze.pipeline import panel_resolutions, trained_resolution
+    from site_builder.errors import UserError
+
+    assert panel_resolutions(32) == (32, 64)  # the nano: also the up-sampling experiment
+    assert panel_resolutions(64) == (64,) and panel_resolutions(224) == (224,)
+    path = tmp_path / "checkpoint.json"
+    assert trained_resolution({"run_config": {"aug/global_size": 224}}, path) == 224
+    assert trained_resolution({"run_config": {}}, path) == 32 and trained_resolution({}, path) == 32  # old
+    for bad in ("224", 0, True, 22.4):
+        with pytest.raises(UserError) as err:
+            trained_resolution({"run_config": {"aug/global_size": bad}}, path)
+        assert "aug/global_size" in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_model_trained_at_64_px_is_analysed_at_64_px(setup, tmp_path, monkeypatch):
+    """A /16 model trained by `train` at 64 px (a 4x4 grid, as a ViT-S/16 at 224 px gets 14x14): panels,
+    embeddings, probe and explorers at 64 px only, and meta.json says so."""
+    from site_builder.train import probe
+
+    args, _, _ = setup
+    data_dir = args[args.index("--data") + 1]
+    md5 = [f"--md5={split}={data.SHARD_MD5[split]}" for split in ("train", "test")]
+    assert cli.main(["train", "--name", "tiny-64", "--objective", "lejepa", "--data", data_dir, *md5, "--tiny",
+                     "--patch-size", "16", "--global-size", "64", "--local-size", "32", "--depth", "2",
+                     "--device", "cpu", "--batch-size", "64", "--epochs", "1", "--out", str(tmp_path / "checkpoints"),
+                     "--no-wandb", "--no-compile", "--val-per-class", "1"]) == 0
+    sizes, extract = [], probe.extract_features
+
+    def recording(model, images_u8, device="cpu", batch_size=1000, size=None):
+        sizes.append(size)
+        return extract(model, images_u8, device, batch_size, size)
+
+    monkeypatch.setattr(probe, "extract_features", recording)
+    monkeypatch.setattr(probe, "linear_probe", functools.partial(probe.linear_probe, epochs=3))
+    args = args[:]
+    args[args.index("--checkpoint") + 1] = str(tmp_path / "checkpoints" / "tiny-64" / "final")
+    assert cli.main(args + ["--probe"]) == 0
+    target = tmp_path / "figures" / "tiny-64"
+    panels = {"pca_64.json", "attention_64.json"}
+    assert {p.name for p in target.iterdir()} == FILES - {"pca_32.json", "attention_32.json"} | {"probe.csv"}
+    assert sizes == [64, 64, 64]  # spectrum/projections, then the probe's train and test features
+    pca = json.loads((target / "pca_64.json").read_text())
+    image, pca_map = (np.array(p["rgb"]) for p in pca["panels"][:2])
+    assert image.shape == (64, 64, 3) and pca_map.shape == (4, 4, 3)
+    for name in ("attention_metrics.csv", "attention_metrics_detail.csv"):
+        assert {(r["resolution"], r["patches"]) for r in _read_csv(target / name)} == {("64", str((64 // 16) ** 2))}
+    meta = json.loads((target / "meta.json").read_text())
+    assert meta["resolutions"] == [64] and meta["trained_resolution"] == 64
+    assert {f"{kind}_{res}.json" for kind in ("pca", "attention") for res in meta["resolutions"]} == panels
+
+    explorers = tmp_path / "explorers"
+    args[args.index("--out") + 1] = str(explorers)
+    assert cli.main(args + ["--explorers"]) == 0  # default: the trained resolution
+    viewer = json.loads((explorers / "tiny-64" / "attention_viewer.json").read_text())
+    assert (viewer["resolution"], viewer["grid"], viewer["patch"]) == (64, 4, 16)
+    assert json.loads((explorers / "tiny-64" / "embedding_map.json").read_text())["resolution"] == 64
+    meta = json.loads((explorers / "tiny-64" / "meta.json").read_text())
+    assert meta["explorers"]["resolution"] == 64 and meta["options"]["explorer_resolution"] == 64
+    assert cli.main(args + ["--explorers", "--explorer-resolution", "32"]) == 0  # an explicit size still wins
+    assert json.loads((explorers / "tiny-64" / "attention_viewer.json").read_text())["grid"] == 2
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 SITE_PAGE = """---

@@ -2,9 +2,10 @@
 
     python -m site_builder.analyze.bench --data DIR [--device cpu|cuda] [--repeats 3] [--probe-images 2000]
 
-Prints the best and median of `--repeats` runs for each stage (panel figures at 32 and 64, embedding
-figures on --embeddings images, probe feature extraction per 1000 images) and the ratio of a whole
-default run (no probe) to the issue's budgets: well under 60 s on 2 CPU cores, 10 s on an H100.
+Prints the best and median of `--repeats` runs for each stage (panel figures at the nano's panel
+resolutions, 32 and 64, embedding figures on --embeddings images, probe feature extraction per 1000
+images) and the ratio of a whole default run (no probe) to the issue's budgets: well under 60 s on
+2 CPU cores, 10 s on an H100.
 """
 
 from __future__ import annotations
@@ -52,15 +53,19 @@ def main() -> None:
     load_s = time.perf_counter() - t
     panel_x = test_x[list(pipeline.PANEL_INDICES)]
     names = pipeline.panel_names(pipeline.PANEL_INDICES, test_y, None)
+    size = pipeline.NATIVE_RESOLUTION  # the nano's training resolution
+    resolutions = pipeline.panel_resolutions(size)
 
     stages = {
         "load test split": [load_s],
-        "panel figures (32 + 64)": _time(lambda: pipeline.panel_figures(model, panel_x, names, device), args.repeats),
+        f"panel figures ({' + '.join(map(str, resolutions))})": _time(
+            lambda: pipeline.panel_figures(model, panel_x, names, device, resolutions), args.repeats),
         f"embedding figures ({args.embeddings} images)": _time(
-            lambda: pipeline.embedding_figures(model, None, test_x[: args.embeddings], device, 0), args.repeats),
+            lambda: pipeline.embedding_figures(model, None, test_x[: args.embeddings], device, 0, size),
+            args.repeats),
     }
     probe_x = torch.from_numpy(test_x[: args.probe_images])
-    probe = _time(lambda: extract_features(model, probe_x, device, pipeline.batch_size(device)), args.repeats)
+    probe = _time(lambda: extract_features(model, probe_x, device, pipeline.batch_size(device), size), args.repeats)
     stages[f"probe features ({args.probe_images} images)"] = probe
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -32,8 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explorers", action="store_true",
                         help="instead of the figures: the site's explorer data (embedding map of all 10,000 test "
                              "images with nearest neighbours, attention of every layer and head, thumbnail atlas)")
-    parser.add_argument("--explorer-resolution", type=int, default=32,
-                        help="input size for the explorers (default 32; 224 for a ViT-S/16 at 224 px)")
+    parser.add_argument("--explorer-resolution", type=int, default=None,
+                        help="input size for the explorers (default: the resolution the model was trained at, "
+                             "run_config 'aug/global_size'; 32 for --random-init and old checkpoints)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init and projections")
     parser.add_argument("--force", action="store_true", help="recompute even when the cache key matches")
 

@@ -25,7 +25,7 @@ class Options:
     embeddings: int = 1024
     probe: bool = False
     explorers: bool = False  # instead: the explorers' files (explorers.py) of all 10,000 test images
-    explorer_resolution: int = 32  # input size of the explorers' forward passes (224 for a ViT-S/16)
+    explorer_resolution: int | None = None  # input size of the explorers' forward passes; None: as trained
     seed: int = 0
     force: bool = False
 
@@ -40,7 +40,7 @@ class Result:
     cache_key: str
     cached: bool  # True: the folder was up to date and nothing was computed
     device: str = ""
-    table: list[dict] = field(default_factory=list)  # attention metrics, one row per resolution
+    table: list[dict] = field(default_factory=list)  # attention metrics, one row per panel resolution
     embedding: dict = field(default_factory=dict)
     probe: dict | None = None
     explorers: dict | None = None

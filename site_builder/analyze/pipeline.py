@@ -2,8 +2,8 @@
 
 `analyze(Options(...))` computes every file and writes `<out>/<name>/`, replaced atomically, unless the
 cache key matches; `command.py` is its command line and `bench.py` times its stages. The files:
-    pca_32.json, pca_64.json              panels: input image + top-3 PCA of its last-layer patch tokens as RGB
-    attention_32.json, attention_64.json  panels: CLS->patch attention per layer (frame), head and head mean
+    pca_<res>.json                        panels: input image + top-3 PCA of its last-layer patch tokens as RGB
+    attention_<res>.json                  panels: CLS->patch attention per layer (frame), head and head mean
     attention_metrics.csv                 last layer, mean over the panel images (see metrics.py)
     attention_metrics_detail.csv          every layer, for the panel mean and for each image alone
     spectrum.csv, projections.csv         embedding health of the backbone's CLS embedding, first
@@ -16,16 +16,22 @@ cache key matches; `command.py` is its command line and `bench.py` times its sta
                                           the same for the projector output (what SIGReg is applied to),
                                           when the checkpoint holds the projector (`last` checkpoints)
     probe.csv                             final offline linear probe (only with `probe`)
-    meta.json                             provenance, timings and the cache key
+    meta.json                             provenance, timings, the cache key, the resolutions used
 
-64x64 inputs are the 32x32 test images upsampled bilinearly (the model has seen only 32x32: RoPE
-extrapolation). The output is cached by a key over the checkpoint's content (its checkpoint.json, which
-holds the sha256 of every shard), the options and the analysis code: the same key again does nothing.
+Every input is a 32x32 test image, up-sampled bilinearly where a larger size is asked for. The model is
+fed at the resolution it was trained at (run_config "aug/global_size" in checkpoint.json; 32 for random
+init and for checkpoints without it): the spectra, projections, probe and explorers (unless
+`explorer_resolution` is given). The panels (<res> above, listed in meta.json "resolutions") are at that
+resolution and, for a model trained at CIFAR's native 32 px or less, also at twice it (the nano's 64:
+RoPE extrapolation to a size it never saw; `panel_resolutions`); a ViT-S/16 trained at 224 gets only 224.
+The output is cached by a key over the checkpoint's content (its checkpoint.json, which holds the sha256
+of every shard), the options and the analysis code: the same key again does nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -46,9 +52,7 @@ from site_builder.analyze.options import METRIC_COLUMNS, PANEL_INDICES, Options,
 from site_builder.errors import UserError
 from site_builder.fsutil import check_output_dir, json_bytes, staged_dir
 
-# CIFAR-100 test indices of the panel (test image i has fine label i % 100): fox (34), chimpanzee (21),
-# bear (3), bicycle (8), motorcycle (48), pickup truck (58), each a clear, centred example.
-RESOLUTIONS = (32, 64)
+NATIVE_RESOLUTION = 32  # CIFAR-100's images; what a checkpoint without "aug/global_size" was trained at
 PROJECTION_DIRECTIONS = 64
 CACHE_VERSION = 1  # bump when the meaning of the outputs changes without a code change here
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one folder under --out, never a path
@@ -86,29 +90,50 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def model_source(opts: Options) -> tuple[str, str, dict]:
-    """(output name, content sha256 of the model, provenance) without loading any weights."""
+def panel_resolutions(trained: int) -> tuple[int, ...]:
+    """The trained resolution, plus twice it for a model trained at CIFAR's native 32 px (or less)."""
+    return (trained, 2 * trained) if trained <= NATIVE_RESOLUTION else (trained,)
+
+
+def trained_resolution(info: object, path: Path) -> int:
+    """The input size a checkpoint was trained at: its run_config's "aug/global_size", else 32."""
+    run_config = info.get("run_config") if isinstance(info, dict) else None
+    size = run_config.get("aug/global_size", NATIVE_RESOLUTION) if isinstance(run_config, dict) else NATIVE_RESOLUTION
+    if type(size) is not int or size <= 0:
+        raise UserError(f"field 'run_config' 'aug/global_size': {size!r} is not a positive integer", path=path)
+    return size
+
+
+def check_resolution(resolution: int, patch: int, what: str) -> None:
+    if resolution <= 0 or resolution % patch:
+        raise UserError(f"{what} {resolution} is not a positive multiple of the patch size {patch}")
+
+
+def model_source(opts: Options) -> tuple[str, str, dict, int]:
+    """(output name, content sha256 of the model, provenance, trained resolution) without loading any weights."""
     from site_builder.train.checkpoint import INFO_FILE
     from site_builder.train.model import ViTConfig
 
     if opts.random_init:
         config = ViTConfig().to_dict()
         sha = hashlib.sha256(json_bytes({"random_init": config, "seed": opts.seed})).hexdigest()
-        return opts.name or "random-init", sha, {"checkpoint": None, "random_init": True}
+        return opts.name or "random-init", sha, {"checkpoint": None, "random_init": True}, NATIVE_RESOLUTION
     folder = opts.checkpoint
     info_path = folder / INFO_FILE
     if not info_path.is_file():
         raise UserError(f"not a checkpoint folder: {INFO_FILE} is missing", path=folder)
     raw = info_path.read_bytes()
     try:
-        run_name = json.loads(raw).get("run")
-    except (ValueError, AttributeError):
-        run_name = None  # load_model reports what is wrong with the file
+        info = json.loads(raw)
+    except ValueError:
+        info = None  # load_model reports what is wrong with the file
+    run_name = info.get("run") if isinstance(info, dict) else None
     name = opts.name or (run_name if isinstance(run_name, str) and run_name else folder.resolve().parent.name)
     if not OUTPUT_NAME.fullmatch(name):  # a foreign checkpoint.json must not steer writes out of --out
         where = "--name" if opts.name else "field 'run'"
         raise UserError(f"{where}: {name!r} is not a folder name (letters, digits, '.', '_', '-'; no '/')", path=info_path)
-    return name, hashlib.sha256(raw).hexdigest(), {"checkpoint": folder.as_posix()}
+    trained = trained_resolution(info, info_path)
+    return name, hashlib.sha256(raw).hexdigest(), {"checkpoint": folder.as_posix()}, trained
 
 
 def load_models(opts, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module | None, dict]:
@@ -156,7 +181,7 @@ def panel_names(indices, labels, class_names) -> list[str]:
 
 
 def model_inputs(images_u8: np.ndarray, resolution: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """(normalised model input, uint8 image as shown) at `resolution` (bilinear upsampling above 32)."""
+    """(normalised model input, uint8 image as shown) at `resolution` (bilinear up-sampling above 32)."""
     from site_builder.train.data import normalize
 
     u8 = torch.from_numpy(images_u8).to(device)
@@ -186,11 +211,13 @@ def csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
 
 
 @torch.inference_mode()
-def panel_figures(model, images_u8, names, device) -> tuple[dict[str, bytes], list[dict], list[dict]]:
+def panel_figures(model, images_u8, names, device,
+                  resolutions: tuple[int, ...]) -> tuple[dict[str, bytes], list[dict], list[dict]]:
     """PCA and attention panels files, the metrics table and the per-layer/per-image detail rows."""
     files, table, detail = {}, [], []
     patch = model.cfg.patch_size
-    for res in RESOLUTIONS:
+    for res in resolutions:
+        check_resolution(res, patch, "panel resolution")
         x, shown = model_inputs(images_u8, res, device)
         num_patches = (res // patch) ** 2
         _, patches = model.forward_features(x)
@@ -240,12 +267,12 @@ def _embedding_files(emb: torch.Tensor, seed: int, prefix: str) -> tuple[dict[st
 
 
 @torch.inference_mode()
-def embedding_figures(model, projector, images_u8, device, seed) -> tuple[dict[str, bytes], dict]:
-    """Spectrum and projection histogram of the backbone's CLS embedding (what the probes see) and,
-    where the checkpoint holds it, of the projector's output (what SIGReg is applied to)."""
+def embedding_figures(model, projector, images_u8, device, seed, size: int) -> tuple[dict[str, bytes], dict]:
+    """Spectrum and projection histogram of the backbone's CLS embedding (what the probes see) at input
+    `size`, and, where the checkpoint holds it, of the projector's output (what SIGReg is applied to)."""
     from site_builder.train.probe import extract_features
 
-    emb = extract_features(model, torch.from_numpy(images_u8), device, batch_size(device))
+    emb = extract_features(model, torch.from_numpy(images_u8), device, batch_size(device), size)
     emb = emb[:, : model.embed_dim]
     files, backbone = _embedding_files(emb.double(), seed, "")
     summary = {"backbone": backbone}
@@ -261,13 +288,14 @@ def batch_size(device: torch.device) -> int:
     return 64 if device.type == "cpu" else 1000
 
 
-def probe_file(model, data_dir, device) -> tuple[bytes, dict]:
+def probe_file(model, data_dir, device, size: int) -> tuple[bytes, dict]:
+    """probe.csv: the fixed-recipe linear probe on features at input `size` (train split -> test split)."""
     from site_builder.train.data import load_cifar100
     from site_builder.train.probe import PROBE_RECIPE, extract_features, linear_probe
 
     train_x, train_y = load_cifar100(data_dir, "train")
     test_x, test_y = load_cifar100(data_dir, "test")
-    feats = [extract_features(model, torch.from_numpy(x), device, batch_size(device)) for x in (train_x, test_x)]
+    feats = [extract_features(model, torch.from_numpy(x), device, batch_size(device), size) for x in (train_x, test_x)]
     result = linear_probe(feats[0], torch.from_numpy(train_y), feats[1], torch.from_numpy(test_y), device=device)
     row = {"split": "test", "top1": float(result["top1"]), "top5": float(result["top5"])}
     return csv_bytes(["split", "top1", "top5"], [row]), {**row, "recipe": PROBE_RECIPE}
@@ -288,10 +316,9 @@ def cls_embeddings(model, images_u8: np.ndarray, resolution: int, device: torch.
 @torch.inference_mode()
 def explorer_figures(model, test_x: np.ndarray, test_y: np.ndarray, opts: Options,
                      device: torch.device) -> tuple[dict[str, bytes], dict]:
-    """embedding_map.json and attention_viewer.json (see explorers.py)."""
+    """embedding_map.json and attention_viewer.json (see explorers.py) at `opts.explorer_resolution`."""
     res = opts.explorer_resolution
-    if res % model.cfg.patch_size:
-        raise UserError(f"--explorer-resolution {res} is not a multiple of the patch size {model.cfg.patch_size}")
+    check_resolution(res, model.cfg.patch_size, "--explorer-resolution")
     coarse = explorers.coarse_labels(opts.data, len(test_x))
     fine_names = class_names(opts.data) or [f"class {i}" for i in range(100)]
     coarse_names = _names(opts.data / "coarse_classes.json", 20) or [f"superclass {i}" for i in range(20)]
@@ -356,9 +383,9 @@ def analyze(opts: Options) -> Result:
         opts.checkpoint = opts.checkpoint.parent
     if opts.embeddings < 2:
         raise UserError("--embeddings must be at least 2")
-    name, model_sha, provenance = model_source(opts)
+    name, model_sha, provenance, trained = model_source(opts)
     if opts.explorers:
-        return analyze_explorers(opts, name, model_sha, provenance)
+        return analyze_explorers(opts, name, model_sha, provenance, trained)
     target = (opts.out or Path("exports/figures")) / name
     _check_outputs(opts, opts.out or Path("exports/figures"), target)
     options = {"images": list(opts.images), "embeddings": opts.embeddings, "seed": opts.seed}
@@ -375,20 +402,24 @@ def analyze(opts: Options) -> Result:
     timings["load"] = time.perf_counter() - start
 
     t = time.perf_counter()
-    files, table, _ = panel_figures(model, test_x[list(opts.images)], names, device)
+    resolutions = panel_resolutions(trained)
+    files, table, _ = panel_figures(model, test_x[list(opts.images)], names, device, resolutions)
     timings["panel"] = time.perf_counter() - t
     t = time.perf_counter()
-    emb_files, embedding_summary = embedding_figures(model, projector, test_x[: opts.embeddings], device, opts.seed)
+    emb_files, embedding_summary = embedding_figures(model, projector, test_x[: opts.embeddings], device,
+                                                     opts.seed, trained)
     files.update(emb_files)
     timings["embeddings"] = time.perf_counter() - t
     probe_summary = None
     if opts.probe:
         t = time.perf_counter()
-        files["probe.csv"], probe_summary = probe_file(model, opts.data, device)
+        files["probe.csv"], probe_summary = probe_file(model, opts.data, device, trained)
         timings["probe"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
 
     write_model_folder(target, files, provenance, model_sha, model, info, cache_key, options, device, timings, {
+        "trained_resolution": trained,
+        "resolutions": list(resolutions),  # of the panels: pca_<res>.json, attention_<res>.json
         "panel": [{"index": i, "name": n} for i, n in zip(opts.images, names)],
         "probe": probe_summary,
         "embedding": embedding_summary,
@@ -446,10 +477,12 @@ def _check_outputs(opts: Options, out: Path, target: Path) -> None:
     check_output_dir(target, flag="--out", inputs=inputs, project=Path.cwd(), marker="meta.json")
 
 
-def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict) -> Result:
+def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict, trained: int) -> Result:
     """The explorers' files of one model into `<out>/<name>/` (default out: exports/explorers) plus the
-    shared atlas `<out>/cifar100-test/`; cached like `analyze` by a key over model, options and code."""
-
+    shared atlas `<out>/cifar100-test/`; cached like `analyze` by a key over model, options and code.
+    `opts.explorer_resolution` None means the `trained` resolution."""
+    if opts.explorer_resolution is None:
+        opts = dataclasses.replace(opts, explorer_resolution=trained)
     out = opts.out or Path("exports/explorers")
     target = out / name
     _check_outputs(opts, out, target)
@@ -464,7 +497,7 @@ def analyze_explorers(opts: Options, name: str, model_sha: str, provenance: dict
     files, summary = explorer_figures(model, test_x, test_y, opts, device)
     seconds = {"total": time.perf_counter() - start}
     write_model_folder(target, files, provenance, model_sha, model, info, cache_key, options, device, seconds,
-                       {"explorers": summary})
+                       {"trained_resolution": trained, "explorers": summary})
     if not atlas_done(out, len(test_x)):
         write_atlas(out, test_x)
     return Result(target, cache_key, cached=False, device=str(device), explorers=summary, seconds=seconds)
