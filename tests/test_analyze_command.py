@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,8 @@ def test_analyze_writes_every_figure_file_in_the_documented_format(setup, capsys
     meta = json.loads((target / "meta.json").read_text())
     info_sha = hashlib.sha256((setup[2] / "checkpoint.json").read_bytes()).hexdigest()
     assert meta["model_sha256"] == info_sha and meta["device"] == "cpu"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert meta["git_commit"] == head and isinstance(meta["git_dirty"], bool)  # as the training runs record it
     printed = capsys.readouterr().out
     assert "resolution" in printed and "effective rank" in printed  # the summary table
 

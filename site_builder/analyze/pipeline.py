@@ -37,7 +37,6 @@ import io
 import json
 import math
 import re
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,15 +66,6 @@ def code_sha256() -> str:
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-    except OSError:
-        return None
-    return out.stdout.strip() or None
 
 
 def select_device(name: str) -> torch.device:
@@ -446,6 +436,9 @@ def write_model_folder(target: Path, files: dict[str, bytes], provenance: dict, 
                        cache_key: str, options: dict, device, seconds: dict, extra: dict) -> None:
     """Write one model's output folder atomically: its files and a meta.json with the provenance every
     analyze output shares, plus `extra`."""
+    from site_builder.train.trainer import source_version  # the same provenance as the training runs' configs
+
+    commit, dirty = source_version()
     meta = {
         **provenance,
         "model_sha256": model_sha,
@@ -458,7 +451,8 @@ def write_model_folder(target: Path, files: dict[str, bytes], provenance: dict, 
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
