@@ -8,7 +8,9 @@ the derivation of each (`name,value,derivation`). It also writes derived/lejepa_
 paper's results table (reference/, quoted) with the parameter counts the paper omits counted here. Inputs are
 the committed exports (run configs, attention metrics, the draft's quoted table), so the file is
 regenerated, never edited, when they change. Nothing here needs torch; tests check each number against
-an independent computation (torch modules, Monte Carlo with the training code's own SIGReg).
+an independent computation (torch modules, Monte Carlo with the training code's own SIGReg, the GPU
+benchmark's FLOP count). Also derived/cost.csv (compute and accuracy per trained model family) and
+derived/attention_comparison.csv (the draft's attention table beside our measurements).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from site_builder.errors import UserError
 from site_builder.fsutil import write_bytes_atomic
+from site_builder.train.config import forward_flops_per_image, model_and_views  # torch-free
 from site_builder.train.sweep import KNOB  # torch-free: each objective's own hyper-parameter
 
 EXPORTS = Path("exports")
@@ -140,6 +143,11 @@ def theorem5_factor(slices: int, k: int, alpha: float = 1.0) -> float:
     return slices ** (-2 * alpha / (k - 1))
 
 
+def focus(max_attention: float, patches: int) -> float:
+    """Max attention over uniform attention 1/N: how many times more than uniform the top patch gets."""
+    return max_attention * patches
+
+
 def _csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -168,11 +176,13 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     ]
     for r in _csv_rows(exports / "reference/draft_attention_metrics.csv"):
         key = {"32x32": "draft_nano_32", "64x64 extrapolated": "draft_nano_64", "224x224": "draft_older_224"}[r["input"]]
-        rows.append((f"{key}_focus", float(r["max_attention"]) * int(r["patches"]), f"max attention × N for the draft's {r['model']} at {r['input']}"))
+        rows.append((f"{key}_focus", focus(float(r["max_attention"]), int(r["patches"])), f"max attention × N for the draft's {r['model']} at {r['input']}"))
     for run in ("lejepa-nano-c100", "lejepa-nano-c100-lambda0", "infonce-nano-c100", "random-init",
-                "final-lejepa-s1", "final-infonce-s1"):
+                "final-lejepa-s1", "final-infonce-s1", "final-lejepa-lam0-s1", "lejepa-vits16-224"):
+        if not (exports / f"figures/{run}").is_dir():
+            continue
         for r in _csv_rows(exports / f"figures/{run}/attention_metrics.csv"):
-            rows.append((f"{run}_{r['resolution']}_focus", float(r["max_attention"]) * int(r["patches"]),
+            rows.append((f"{run}_{r['resolution']}_focus", focus(float(r["max_attention"]), int(r["patches"])),
                          f"max attention × N, {run}, {r['resolution']}×{r['resolution']} input (attention_metrics.csv)"))
         meta = json.loads((exports / f"figures/{run}/meta.json").read_text())
         backbone = meta["embedding"]["backbone"]
@@ -404,6 +414,188 @@ def final_files(runs: list[FinalRun]) -> dict[str, bytes]:
     return files
 
 
+# ---- cost: accuracy per unit of compute ------------------------------------------------------------------
+
+COST_FAMILIES = (  # (key of the named values, model, runs/ folders): one cost.csv row each, left out without runs
+    ("nano_lejepa", "ViT-nano, 32 px", "final-lejepa-s*"),
+    ("nano_infonce", "ViT-nano, 32 px", "final-infonce-s*"),
+    ("vit_s16_224", "ViT-S/16, 224 px", "lejepa-vits16-224"),
+)
+TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward, as the GPU benchmark counts them
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one run of a family trained and what that cost in FLOPs (the same for every seed)."""
+
+    method: str
+    input_px: int
+    patch: int
+    tokens: int
+    params_backbone: int
+    train_gflop_per_image: float
+    epochs: int
+    images: int
+    """source images trained on: epochs × (train_size // batch) × batch, the trainer's full batches"""
+
+
+@dataclass(frozen=True)
+class RunCost:
+    recipe: Recipe
+    wall_s: float
+    test_top1: float
+    knn_test_top1: float
+    effective_rank: float
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """A row of cost.csv: a family's recipe and the means over its seeds."""
+
+    model: str
+    method: str
+    input_px: int
+    patch: int
+    tokens: int
+    params_backbone: int
+    train_gflop_per_image: float
+    epochs: int
+    seeds: int
+    gpu_min_per_run: float
+    images_per_s: float
+    train_pflop: float
+    test_top1: float
+    knn_test_top1: float
+    effective_rank: float
+
+
+def train_gflop_per_image(config: dict) -> float:
+    """Forward + backward GFLOP per source image at a run's own model, views and projector."""
+    vit, aug = model_and_views(config)
+    return TRAIN_FLOPS_PER_FORWARD * forward_flops_per_image(vit, aug, int(config["train/proj_hidden"]), int(config["train/proj_dim"])) / 1e9
+
+
+def read_run_cost(folder: Path) -> RunCost:
+    """One exported run's recipe (config.json) and results (summary.json, trained with --eval-test)."""
+    config_path, summary_path = folder / "config.json", folder / "summary.json"
+    try:
+        config, summary = json.loads(config_path.read_text()), json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the exported run ({exc}); fetch it again", path=folder) from None
+    try:
+        gflop = train_gflop_per_image(config)
+    except KeyError as exc:
+        raise UserError(f"no {exc} (the FLOP count needs the run's whole recipe)", path=config_path) from None
+    size, batch, epochs, px, patch = (int(_field(config, key, config_path)) for key in
+                                      ("data/train_size", "train/batch_size", "train/epochs", "aug/global_size", "model/patch_size"))
+    objective = _field(config, "train/objective", config_path)
+    params, wall_s, *results = (float(_field(summary, key, summary_path)) for key in
+                                ("train/params_backbone", "train/wall_s", "final_probe/test_top1", "knn/test_top1", "repr/effective_rank"))
+    recipe = Recipe(FINAL_GROUPS.get(objective, objective), px, patch, (px // patch) ** 2, int(params), gflop, epochs,
+                    epochs * (size // batch) * batch)
+    return RunCost(recipe, wall_s, *results)
+
+
+def cost_rows(exports: Path) -> dict[str, CostRow]:
+    """{COST_FAMILIES key: row} for the families whose runs are exported; a family's runs share one recipe."""
+    out = {}
+    for key, model, pattern in COST_FAMILIES:
+        runs = [read_run_cost(folder) for folder in sorted((exports / "runs").glob(pattern))]
+        if not runs:
+            continue
+        recipes = {r.recipe for r in runs}
+        if len(recipes) > 1:
+            raise UserError(f"the runs {pattern} differ in their recipe, so their means are no one model's: {sorted(recipes, key=str)}",
+                            path=exports / "runs")
+        (recipe,) = recipes
+        wall_s = float(np.mean([r.wall_s for r in runs]))
+        out[key] = CostRow(model, recipe.method, recipe.input_px, recipe.patch, recipe.tokens, recipe.params_backbone,
+                           recipe.train_gflop_per_image, recipe.epochs, len(runs), wall_s / 60, recipe.images / wall_s,
+                           recipe.train_gflop_per_image * recipe.images / 1e6,
+                           *(float(np.mean([getattr(r, m) for r in runs])) for m in ("test_top1", "knn_test_top1", "effective_rank")))
+    return out
+
+
+def cost_csv(rows: dict[str, CostRow]) -> bytes:
+    return _csv_bytes([f.name for f in fields(CostRow)], [list(astuple(r)) for r in rows.values()])
+
+
+def cost_values(rows: dict[str, CostRow]) -> list[tuple[str, float, str]]:
+    """Named values of the ViT-S/16 run and its ratios to the nano LeJEPA (final recipe, mean over seeds)."""
+    out: list[tuple[str, float, str]] = []
+    nano, vit = rows.get("nano_lejepa"), rows.get("vit_s16_224")
+    if nano:
+        out.append(("nano_train_gflop_per_image", nano.train_gflop_per_image,
+                    f"forward + backward GFLOP per source image of ViT-nano LeJEPA at the final recipe's views, {nano.input_px} px (cost.csv)"))
+    if vit:
+        out += [("vit_s16_224_test_top1", vit.test_top1, "final_probe/test_top1 of lejepa-vits16-224 (one seed)"),
+                ("vit_s16_224_knn_test_top1", vit.knn_test_top1, "knn/test_top1 of lejepa-vits16-224"),
+                ("vit_s16_224_effective_rank", vit.effective_rank, "repr/effective_rank of lejepa-vits16-224"),
+                ("vit_s16_224_gpu_min", vit.gpu_min_per_run, "train/wall_s / 60 of lejepa-vits16-224 (training only, one GPU)"),
+                ("vit_s16_224_train_gflop_per_image", vit.train_gflop_per_image,
+                 f"forward + backward GFLOP per source image of lejepa-vits16-224 at its own views, {vit.input_px} px (cost.csv)")]
+    if nano and vit:
+        what = f"lejepa-vits16-224 over the ViT-nano LeJEPA final runs (mean of {nano.seeds})"
+        out += [("vit_s16_224_over_nano_flops", vit.train_gflop_per_image / nano.train_gflop_per_image, f"training FLOPs per image, {what}"),
+                ("vit_s16_224_over_nano_gpu_min", vit.gpu_min_per_run / nano.gpu_min_per_run, f"GPU minutes per run, {what}"),
+                ("vit_s16_224_minus_nano_test_top1", vit.test_top1 - nano.test_top1,
+                 f"final_probe/test_top1 of lejepa-vits16-224 minus the mean of the {nano.seeds} ViT-nano LeJEPA final runs (a fraction)")]
+    return out
+
+
+# ---- attention: the draft's table beside our measurements -----------------------------------------------
+
+DRAFT_SOURCE = "author's draft (fox image; metric definitions not given), reference/draft_attention_metrics.csv"
+ATTENTION_RUNS = (  # (figures/ folder, model, resolutions): rows left out where the folder or resolution is missing
+    ("lejepa-nano-c100", "ViT-nano LeJEPA, first run (lejepa-nano-c100), trained at 32 px", (32, 64)),
+    ("final-lejepa-s1", "ViT-nano LeJEPA, final recipe, seed 1 (final-lejepa-s1), trained at 32 px", (32, 64)),
+    ("lejepa-vits16-224", "ViT-S/16 LeJEPA (lejepa-vits16-224), trained at 224 px", (224,)),
+    ("random-init", "ViT-nano, random init (random-init)", (32,)),
+)
+
+
+@dataclass(frozen=True)
+class AttentionRow:
+    """A row of attention_comparison.csv; normalized entropy and focus are computed here for every row."""
+
+    source: str
+    model: str
+    input_px: int
+    patches: int
+    entropy: float
+    sparsity: float
+    max_attention: float
+    head_similarity: float | None
+
+    def csv_row(self) -> list:
+        return [self.source, self.model, self.input_px, self.patches, self.entropy, self.entropy / math.log(self.patches),
+                self.sparsity, self.max_attention, focus(self.max_attention, self.patches), self.head_similarity]
+
+
+def attention_rows(exports: Path) -> list[AttentionRow]:
+    """The draft's rows as quoted, then ours from figures/<run>/attention_metrics.csv (ATTENTION_RUNS)."""
+    out = []
+    for r in _csv_rows(exports / "reference/draft_attention_metrics.csv"):
+        size, rest = re.fullmatch(r"(\d+)x\d+ ?(.*)", r["input"]).groups()
+        out.append(AttentionRow(DRAFT_SOURCE, r["model"] + (f", {rest}" if rest else ""), int(size), int(r["patches"]),
+                                float(r["entropy"]), float(r["sparsity"]), float(r["max_attention"]),
+                                float(r["head_similarity"]) if r["head_similarity"] else None))
+    for run, model, sizes in ATTENTION_RUNS:
+        path = exports / f"figures/{run}/attention_metrics.csv"
+        for r in _csv_rows(path) if path.exists() else []:
+            if int(r["resolution"]) in sizes:
+                source = (f"ours: figures/{run}/attention_metrics.csv (last layer, mean over {r['heads']} heads and "
+                          f"{r['images']} images; definitions in site_builder/analyze/metrics.py)")
+                out.append(AttentionRow(source, model, int(r["resolution"]), int(r["patches"]), float(r["entropy"]),
+                                        float(r["sparsity"]), float(r["max_attention"]), float(r["head_similarity"])))
+    return out
+
+
+def attention_csv(rows: list[AttentionRow]) -> bytes:
+    return _csv_bytes(["source", "model", "input_px", "patches", "entropy", "normalized_entropy", "sparsity",
+                       "max_attention", "focus", "head_similarity"], [r.csv_row() for r in rows])
+
+
 def to_csv(rows: list[tuple[str, float, str]]) -> bytes:
     return _csv_bytes(["name", "value", "derivation"], [[name, float(value), how] for name, value, how in rows])
 
@@ -435,11 +627,16 @@ def main(argv: list[str] | None = None) -> int:
     exports = Path(argv[0]) if argv else EXPORTS
     try:
         final = read_final_runs(exports)
-        rows = compute(exports) + final_values(final)
+        cost = cost_rows(exports)
+        rows = compute(exports) + final_values(final) + cost_values(cost)
+        attention = attention_rows(exports)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    files = {PAPER_TABLE_COUNTED: paper_table_with_counts(exports), **final_files(final)}
+    files = {PAPER_TABLE_COUNTED: paper_table_with_counts(exports), **final_files(final),
+             "derived/attention_comparison.csv": attention_csv(attention)}
+    if cost:
+        files["derived/cost.csv"] = cost_csv(cost)
     for rel, data in files.items():
         write_bytes_atomic(exports / rel, data)
     write_bytes_atomic(exports / f"{OUTPUT}.csv", to_csv(rows))

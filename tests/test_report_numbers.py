@@ -116,7 +116,8 @@ def test_the_command_writes_values_and_derivations(tmp_path):
     assert values["lejepa-nano-c100_32_focus"] == pytest.approx(0.105621 * 64)
     committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
     assert values == committed  # the committed file is what the command writes from the committed exports
-    for name in ("final_runs.csv", "final_comparison.csv", "final_curves/lejepa.csv", "final_curves/infonce.csv"):
+    for name in ("final_runs.csv", "final_comparison.csv", "final_curves/lejepa.csv", "final_curves/infonce.csv",
+                 "cost.csv", "attention_comparison.csv"):
         assert (exports / "derived" / name).read_bytes() == (REPO / "exports/derived" / name).read_bytes(), name
 
     # the paper's table: quoted file untouched ("not stated"), the derived copy fills in the counted sizes
@@ -133,14 +134,17 @@ def test_the_command_writes_values_and_derivations(tmp_path):
 def write_final_run(exports: Path, name: str, seed: int, top1: float, wall_s: float, curve: dict[int, float],
                     drop: str = "") -> None:
     """runs/<name>/ as fetch exports it: config, summary (with the --eval-test keys), a sparse history."""
+    from site_builder.train.config import TrainConfig
+
     folder = exports / "runs" / name
     folder.mkdir(parents=True)
-    config = {"train/seed": seed, "train/objective": "infonce" if "infonce" in name else "lejepa",
+    config = {**TrainConfig(batch_size=100).flat(), "data/train_size": 1050,  # 10 full batches an epoch
+              "train/seed": seed, "train/objective": "infonce" if "infonce" in name else "lejepa",
               "train/lam": 0.0 if "lam0" in name else 0.02, "train/temperature": 0.2, "train/epochs": 0 if "random" in name else 2,
               "code/git_commit": "abc123"}
     summary = {"final_probe/test_top1": top1, "final_probe/test_top5": top1 + 0.3, "knn/test_top1": top1 - 0.1,
                "final_probe/val_top1": top1 + 0.01, "knn/val_top1": top1 - 0.09, "repr/effective_rank": 100 * top1,
-               "train/wall_s": wall_s, "_runtime": 1.0}
+               "train/wall_s": wall_s, "train/params_backbone": 1000, "_runtime": 1.0}
     summary.pop(drop, None)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "summary.json").write_text(json.dumps(summary))
@@ -293,10 +297,119 @@ def test_the_command_writes_the_final_comparison_beside_the_other_numbers(tmp_pa
     assert rn.main([str(exports)]) == 0
     values = json.loads((exports / "derived/report_numbers.json").read_text())
     committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
-    assert ({k: v for k, v in values.items() if not k.startswith("final_")}
-            == {k: v for k, v in committed.items() if not k.startswith("final_")})
+    from_final = ("final_", "nano_train_gflop_per_image", "vit_s16_224_over_nano_", "vit_s16_224_minus_nano_")  # the cost ratios too
+    assert ({k: v for k, v in values.items() if not k.startswith(from_final)}
+            == {k: v for k, v in committed.items() if not k.startswith(from_final)})
     assert values["final_infonce_test_top1_mean"] == pytest.approx(0.47) and values["final_gap_test_top1"] == pytest.approx(-0.05)
     derivations = {r["name"]: r["derivation"] for r in read_csv(exports / "derived/report_numbers.csv")}
     assert "95 % Welch interval" in derivations["final_gap_test_top1_ci_low"]
     assert [r["run"] for r in read_csv(exports / "derived/final_runs.csv")][-1] == "final-random-init"
     assert (exports / "derived/final_curves/lejepa.csv").is_file()
+
+
+# ---- cost and attention comparison ----
+
+BENCH = REPO / "site_builder/train/bench-results"
+
+
+@pytest.mark.parametrize("family,bench", [("nano_lejepa", "h200-2026-12-01-final-recipe.json"),
+                                          ("nano_infonce", "h200-2026-12-01-final-recipe.json"),
+                                          ("vit_s16_224", "h200-2026-12-01-vits16-224-run-views.json")])
+def test_flops_per_image_from_run_configs_match_the_gpu_benchmark(family, bench):
+    # the benchmark counted its FLOPs from its --size preset and view flags; ours come from the runs' logged configs
+    measured = json.loads((BENCH / bench).read_text())
+    row = rn.cost_rows(REPO / "exports")[family]
+    pattern = dict((k, p) for k, _, p in rn.COST_FAMILIES)[family]
+    config = json.loads((sorted((REPO / "exports/runs").glob(pattern))[0] / "config.json").read_text())
+    assert measured["views"] == [config[f"aug/{k}"] for k in ("global_views", "global_size", "local_views", "local_size")]
+    assert (config["train/proj_hidden"], config["train/proj_dim"]) == (2048, 64)  # what bench.py assumes
+    assert row.train_gflop_per_image == pytest.approx(measured["train_gflops_per_image"], abs=0.1)
+
+
+def test_cost_rows_are_means_over_seeds(tmp_path):
+    for method, tops, walls in [("lejepa", (0.40, 0.50), (100, 300)), ("infonce", (0.60, 0.62), (120, 120))]:
+        for seed, (top1, wall) in enumerate(zip(tops, walls), 1):
+            write_final_run(tmp_path, f"final-{method}-s{seed}", seed, top1, wall, {1: 0.1})
+    write_final_run(tmp_path, "final-lejepa-lam0-s1", 1, 0.05, 50, {1: 0.1})  # not a cost family
+    rows = rn.cost_rows(tmp_path)
+    assert list(rows) == ["nano_lejepa", "nano_infonce"]
+    lejepa = rows["nano_lejepa"]
+    # 2 epochs x 10 full batches of 100 = 2000 images a run; wall 100 and 300 s -> 200 s mean
+    assert (lejepa.model, lejepa.method, lejepa.input_px, lejepa.patch, lejepa.tokens, lejepa.seeds, lejepa.epochs) == \
+        ("ViT-nano, 32 px", "LeJEPA", 32, 4, 64, 2, 2)
+    assert lejepa.gpu_min_per_run == pytest.approx(200 / 60) and lejepa.images_per_s == pytest.approx(10)
+    assert lejepa.test_top1 == pytest.approx(0.45) and lejepa.knn_test_top1 == pytest.approx(0.35) and lejepa.effective_rank == pytest.approx(45)
+    assert lejepa.train_pflop == pytest.approx(lejepa.train_gflop_per_image * 2000 / 1e6)
+    assert rows["nano_infonce"].test_top1 == pytest.approx(0.61) and rows["nano_infonce"].images_per_s == pytest.approx(2000 / 120)
+    values = {name: value for name, value, _ in rn.cost_values(rows)}
+    assert list(values) == ["nano_train_gflop_per_image"]  # no ViT run: no ViT values, no ratios
+
+
+def test_runs_of_one_family_with_different_recipes_are_an_error(tmp_path):
+    write_final_run(tmp_path, "final-lejepa-s1", 1, 0.4, 60, {})
+    write_final_run(tmp_path, "final-lejepa-s2", 2, 0.4, 60, {})
+    config = json.loads((tmp_path / "runs/final-lejepa-s2/config.json").read_text())
+    (tmp_path / "runs/final-lejepa-s2/config.json").write_text(json.dumps({**config, "aug/local_views": 2}))
+    with pytest.raises(rn.UserError, match="final-lejepa-s\\* differ in their recipe"):
+        rn.cost_rows(tmp_path)
+
+
+def test_a_project_without_the_vit_run_builds_without_its_row(tmp_path):
+    exports = tmp_path / "exports"
+    def without(folder, names):  # no final runs (the fixture's instead) and no ViT-S/16 run or figures
+        return [n for n in names if n.startswith("final-") and Path(folder).name == "runs" or n == "lejepa-vits16-224"]
+
+    shutil.copytree(REPO / "exports", exports, ignore=without)
+    final_fixture(exports)
+    assert rn.main([str(exports)]) == 0
+    cost = read_csv(exports / "derived/cost.csv")
+    assert [(r["model"], r["method"], r["seeds"]) for r in cost] == [("ViT-nano, 32 px", "LeJEPA", "3"), ("ViT-nano, 32 px", "InfoNCE", "3")]
+    assert float(cost[0]["test_top1"]) == pytest.approx(0.42) and float(cost[0]["gpu_min_per_run"]) == pytest.approx(11)
+    values = json.loads((exports / "derived/report_numbers.json").read_text())
+    assert not [k for k in values if "vit_s16_224" in k or "vits16" in k] and "nano_train_gflop_per_image" in values
+    assert "lejepa-vits16-224" not in (exports / "derived/attention_comparison.csv").read_text()
+
+
+def test_the_vit_row_and_its_values_on_the_committed_exports():
+    summary = json.loads((REPO / "exports/runs/lejepa-vits16-224/summary.json").read_text())
+    rows = rn.cost_rows(REPO / "exports")
+    vit, nano = rows["vit_s16_224"], rows["nano_lejepa"]
+    assert (vit.input_px, vit.patch, vit.tokens, vit.seeds, vit.params_backbone) == (224, 16, 196, 1, summary["train/params_backbone"])
+    assert vit.test_top1 == summary["final_probe/test_top1"] and vit.gpu_min_per_run == summary["train/wall_s"] / 60
+    assert vit.images_per_s == pytest.approx(20 * (45000 // 128) * 128 / summary["train/wall_s"])
+    nano_top1 = [json.loads((REPO / f"exports/runs/final-lejepa-s{s}/summary.json").read_text())["final_probe/test_top1"] for s in (1, 2, 3)]
+    values = {name: value for name, value, _ in rn.cost_values(rows)}
+    assert values["vit_s16_224_minus_nano_test_top1"] == pytest.approx(summary["final_probe/test_top1"] - sum(nano_top1) / 3)
+    assert values["vit_s16_224_over_nano_flops"] == pytest.approx(109.800493056 / 32.229384192)  # the benchmark's counts
+
+
+def test_attention_comparison_normalizes_entropy_and_focus(tmp_path):
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference/draft_attention_metrics.csv").write_text(
+        "model,input,patches,entropy,max_entropy,normalized_entropy,sparsity,max_attention,uniform_attention,head_diversity,head_similarity,source\n"
+        "made-up (author),112x112 extrapolated,49,1.9459101091,9,9,0.5,0.2,9,9,,quoted\n")
+    (tmp_path / "figures/random-init").mkdir(parents=True)
+    (tmp_path / "figures/random-init/attention_metrics.csv").write_text(
+        "resolution,entropy,sparsity,max_attention,head_diversity,head_similarity,uniform_entropy,sparsity_threshold,layer,images,heads,patches\n"
+        "32,0.6931471806,0.25,0.5,0.1,0.9,9,0.01,6,6,8,16\n"
+        "64,1,1,1,0,1,9,0.01,6,6,8,256\n")  # a resolution the table does not show
+    rows = read_csv_bytes(rn.attention_csv(rn.attention_rows(tmp_path)))
+    draft, ours = rows
+    # ln 7 / ln 49 = 1/2; 0.2 x 49 = 9.8.  ln 2 / ln 16 = 1/4; 0.5 x 16 = 8
+    assert (draft["model"], draft["input_px"], draft["head_similarity"]) == ("made-up (author), extrapolated", "112", "")
+    assert float(draft["normalized_entropy"]) == pytest.approx(0.5) and float(draft["focus"]) == pytest.approx(9.8)
+    assert "draft" in draft["source"] and ours["source"].startswith("ours: figures/random-init/")
+    assert (ours["input_px"], ours["patches"], float(ours["head_similarity"])) == ("32", "16", 0.9)
+    assert float(ours["normalized_entropy"]) == pytest.approx(0.25) and float(ours["focus"]) == pytest.approx(8)
+
+
+def test_attention_comparison_focus_is_the_named_focus():
+    values = {name: value for name, value, _ in rn.compute(REPO / "exports")}
+    for row in rn.attention_rows(REPO / "exports"):
+        run = row.source.partition("figures/")[2].partition("/")[0]
+        if run:
+            assert rn.focus(row.max_attention, row.patches) == values[f"{run}_{row.input_px}_focus"]
+
+
+def read_csv_bytes(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(data.decode().splitlines()))

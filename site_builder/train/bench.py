@@ -26,24 +26,12 @@ import numpy as np
 import torch
 
 from site_builder.train.augment import AugConfig, make_views
+from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
 from site_builder.train.model import Projector, ViT, ViTConfig
 from site_builder.train.trainer import Objective, Student, TrainConfig
 
 PEAK_BF16_FLOPS = 989e12
-
-
-def forward_flops_per_image(cfg: ViTConfig, aug: AugConfig, proj_hidden: int, proj_dim: int) -> float:
-    d, p = cfg.width, cfg.patch_size
-    per_layer_token = 2 * (4 + 2 * cfg.mlp_ratio) * d * d
-    total = 0.0
-    for views, size in ((aug.global_views, aug.global_size), (aug.local_views, aug.local_size)):
-        n = (size // p) ** 2
-        t = n + 1
-        backbone = cfg.depth * (t * per_layer_token + 2 * 2 * t * t * d) + n * 2 * 3 * p * p * d
-        head = 2 * (d * proj_hidden + proj_hidden * proj_hidden + proj_hidden * proj_dim)
-        total += views * (backbone + head)
-    return total
 
 
 def load_train_images(dirs: list[str]) -> np.ndarray:

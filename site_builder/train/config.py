@@ -7,7 +7,7 @@ written once, here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 PROBE_RECIPE = {
     "probe/features": "cls+mean_patch",
@@ -58,6 +58,31 @@ class AugConfig:
 
     def to_dict(self) -> dict:
         return {f"aug/{k}": (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def model_and_views(flat: dict) -> tuple[ViTConfig, AugConfig]:
+    """The ViTConfig and AugConfig of a logged run config (TrainConfig.flat(): `model/<field>`, `aug/<field>`,
+    tuples logged as lists); KeyError names the first key missing."""
+    def build(cls, prefix):
+        values = {f.name: flat[f"{prefix}/{f.name}"] for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    return build(ViTConfig, "model"), build(AugConfig, "aug")
+
+
+def forward_flops_per_image(cfg: ViTConfig, aug: AugConfig, proj_hidden: int, proj_dim: int) -> float:
+    """Forward matmul FLOPs (2 per multiply-add) per source image over all its views: patch embedding,
+    blocks (qkv, output projection, MLP, attention scores and values) and projector. Training is 3x this."""
+    d, p = cfg.width, cfg.patch_size
+    per_layer_token = 2 * (4 + 2 * cfg.mlp_ratio) * d * d
+    total = 0.0
+    for views, size in ((aug.global_views, aug.global_size), (aug.local_views, aug.local_size)):
+        n = (size // p) ** 2
+        t = n + 1
+        backbone = cfg.depth * (t * per_layer_token + 2 * 2 * t * t * d) + n * 2 * 3 * p * p * d
+        head = 2 * (d * proj_hidden + proj_hidden * proj_hidden + proj_hidden * proj_dim)
+        total += views * (backbone + head)
+    return total
 
 
 def _opt(default, help: str, **kw):
