@@ -180,3 +180,41 @@ def test_other_patch_sizes_and_resolutions_give_their_own_grid(project, tmp_path
     assert json.loads((out / "patch8/embedding_map.json").read_text())["resolution"] == 64
     assert cli.main(["analyze", "--checkpoint", str(ckpt), "--data", str(root / "data"), "--out", str(out), "--device", "cpu",
                      "--images", "34", "--explorers", "--explorer-resolution", "60"]) == 1
+
+
+def test_the_map_axes_fit_every_model_and_are_shared(tmp_path):
+    """The picker's models share one square range that no point leaves: a collapsed model whose
+    coordinates reach past 1 widens it for all (rounded up to a quarter), pending models are skipped,
+    and a broken map is a one-line error naming its file."""
+    from site_builder.errors import UserError
+    from site_builder.site.explorers import map_extent
+
+    def map_file(name, coords):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"x": [c[0] for c in coords], "y": [c[1] for c in coords]}))
+        return path
+
+    small = map_file("small", [(0.3, -0.2), (-0.5, 0.4)])
+    wide = map_file("wide", [(0.1, 1.21), (-1.05, 0.0)])
+    assert map_extent([small]) == 1.0
+    assert map_extent([small, None, wide]) == 1.25
+    assert map_extent([map_file("far", [(-1.9, 0.2)])]) == 2.0
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"x": [0.1]}')
+    with pytest.raises(UserError) as err:
+        map_extent([broken])
+    assert "broken.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_built_map_config_carries_the_shared_extent(project, tmp_path):
+    root, _, _, _ = project
+    site = tmp_path / "site"
+    write_site(site, {"content/index.md": EXPLORER_PAGE})
+    shutil.copytree(root / "exports", site / "exports")
+    build_site(site, site / "dist")
+    html = (site / "dist/index.html").read_text()
+    config = json.loads(html.split('<script type="application/json" class="explorer-config">')[1].split("</script>")[0])
+    coords = [abs(v) for name in ("tiny-lejepa", "tiny-lambda0")
+              for key in ("x", "y")
+              for v in json.loads((root / f"exports/explorers/{name}/embedding_map.json").read_text())[key]]
+    assert config["extent"] >= max(coords) and config["extent"] >= 1 and (config["extent"] * 4).is_integer()

@@ -17,6 +17,7 @@ file does not exist yet is listed as pending (and warned about), as charts do.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path, PurePosixPath
@@ -98,6 +99,22 @@ def _atlas(renderer, folder: str, line: int) -> list[str] | None:
     return [_copy(renderer, f"{folder}/{name}", line) for name in names]
 
 
+def map_extent(paths: list[Path | None]) -> float:
+    """Half-width of the embedding map's square axes, shared by every model of the picker so that cloud
+    sizes compare: at least 1, else the largest |coordinate| of any model rounded up to a quarter (the
+    coordinates of centred unit vectors can reach 2, e.g. for a collapsed model). Pending models are skipped."""
+    largest = 1.0
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            data = orjson.loads(path.read_bytes())
+            largest = max(largest, *(abs(float(v)) for v in data["x"] + data["y"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"not an embedding map with x and y coordinates ({exc!r})", path=path) from None
+    return math.ceil(largest * 4) / 4
+
+
 def explorer_html(renderer, spec: dict, line: int, anchor: str, number: str) -> str:
     """The figure for one explorer directive (`renderer` is the page's PageRenderer)."""
     s = check_explorer_spec(spec)
@@ -108,6 +125,8 @@ def explorer_html(renderer, spec: dict, line: int, anchor: str, number: str) -> 
                             for label, folder in s.models.items()]
     if s.kind == "embedding":
         config["atlas"] = _atlas(renderer, s.atlas.rstrip("/"), line)
+        config["extent"] = map_extent([renderer._source(f"{folder.rstrip('/')}/{KINDS['embedding']}", line)
+                                       for folder in s.models.values()])
     how = f'<p class="how-to-read"><strong>How to read.</strong> {escape(s.how)}</p>'
     caption = renderer._caption(f"Figure {number}", spec, line, how)
     id_attr = f' id="{escape(anchor)}"' if anchor else ""

@@ -342,6 +342,7 @@
   /* ---------- embedding map ---------- */
   function setupEmbedding(fig, body, config) {
     var models = config.models, atlas = config.atlas ? new Atlas(config.atlas) : null;
+    var extent = config.extent || 1;  // the same square axes for every model (site_builder/site/explorers.py)
     var first = models.findIndex(function (m) { return m.url; });
     var picker = select(models.map(function (m, i) { return { value: i, label: m.name + (m.url ? "" : " (pending)"), disabled: !m.url }; }), first);
     var indexInput = el("input", { type: "number", min: 0, max: 9999, step: 1, placeholder: "0-9999", class: "js-index" });
@@ -435,8 +436,8 @@
           paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: textColor(), size: 12 },
           margin: { l: 40, r: 10, t: 10, b: 40 }, hovermode: "closest", dragmode: "zoom",
           showlegend: false,  // the key below the map (buildKey)
-          xaxis: { range: [-1, 1], title: { text: "PC 1" }, zeroline: false, gridcolor: cssVar("--rule", "#ddd") },
-          yaxis: { range: [-1, 1], title: { text: "PC 2" }, zeroline: false, scaleanchor: "x", gridcolor: cssVar("--rule", "#ddd") }
+          xaxis: { range: [-extent, extent], title: { text: "PC 1" }, zeroline: false, gridcolor: cssVar("--rule", "#ddd") },
+          yaxis: { range: [-extent, extent], title: { text: "PC 2" }, zeroline: false, scaleanchor: "x", gridcolor: cssVar("--rule", "#ddd") }
         };
         buildKey();
         return Plotly.react(plot, traces(), layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] });
