@@ -225,6 +225,14 @@ def test_values_from_columnar_json_and_keys_with_at_signs(tmp_path):
     assert values == ["NaN", "0.20", "25%"]
 
 
+def test_a_difference_of_fractions_prints_in_percentage_points(tmp_path):
+    files = {"exports/runs/a/summary.json": json.dumps({"gap": -0.04617, "up": 0.0112})}
+    root = one_chart_site(tmp_path, "{{ runs/a/summary.json#gap | .1pp }} and {{ runs/a/summary.json#up | +.2pp }}", files)
+    build_site(root)
+    values = re.findall(r'<span class="value"[^>]*>([^<]*)</span>', (root / "dist" / "index.html").read_text())
+    assert values == ["-4.6 points", "+1.12 points"]
+
+
 def test_tables_take_labels_and_per_row_formats(tmp_path):
     summary = {"exports/runs/a/summary.json": json.dumps({"final_probe/test_top1": 0.5667, "train/wall_s": 1234.5})}
     block = (

@@ -69,6 +69,9 @@ def _fmt(value, spec: str, where: str) -> str:
     if isinstance(value, float) and value.is_integer() and spec[-1:] in tuple("bcdoxX"):
         value = int(value)  # history columns are read as floats; an integer format wants an int
     try:
+        if spec.endswith("pp") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # a difference of two fractions in percentage points: `+.1pp` prints 0.0112 as "+1.1 points"
+            return format(100 * value, spec[:-2] + "f") + " points"
         return format(value, spec)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{where}: cannot format {value!r} with '{spec}': {exc}") from None
