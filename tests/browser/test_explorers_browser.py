@@ -313,3 +313,48 @@ def test_a_foreign_attention_file_cannot_make_the_page_request_another_host(tmp_
     visit.page.wait_for_selector("figure[data-explorer=attention] .explorer-error")
     assert "not an embedded PNG" in visit.page.inner_text("figure[data-explorer=attention]")
     assert visit.foreign == []
+
+
+def test_the_attention_viewer_keeps_the_last_layer_across_models_of_another_depth(tmp_path, serve, browser_page):
+    """A 12-layer model after a 6-layer one: the last layer stays the last (the representation's), not layer 6;
+    a layer picked in the middle stays that layer; a layer the new model lacks becomes its last."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (120, 80, 40)).save(buf, format="PNG")
+    png = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    def viewer(layers):
+        return {"grid": 2, "patch": 16, "resolution": 32, "layers": layers, "heads": 1, "scale": 100000,
+                "sparsity_threshold": 0.01, "images": [{"index": 0, "label": "x", "superclass": "y", "png": png,
+                                                        "attention": [[[25000, 25000, 25000, 25000]]] * layers}]}
+
+    write_site(tmp_path, {
+        "content/index.md": "---\ntitle: T\n---\n\n```explorer\nkind: attention\nmodels: {six: explorers/a, twelve: explorers/b}\nhow: x\n```\n",
+        "exports/explorers/a/attention_viewer.json": json.dumps(viewer(6)),
+        "exports/explorers/b/attention_viewer.json": json.dumps(viewer(12))})
+    build_site(tmp_path, tmp_path / "dist")
+    visit = browser_page(serve(tmp_path / "dist") + "index.html")
+    fig = visit.page.locator("figure[data-explorer=attention]")
+    fig.scroll_into_view_if_needed()
+    visit.page.wait_for_function("document.querySelector('figure[data-explorer=attention]').dataset.ready === '1'")
+    model, layer = fig.locator("select").nth(0), fig.locator("select").nth(2)
+    assert layer.input_value() == "5"
+
+    def switch(name):
+        model.select_option(label=name)
+        visit.page.wait_for_function(f"document.querySelector('figure[data-explorer=attention]').dataset.model === {name!r}")
+
+    switch("twelve")
+    assert layer.input_value() == "11"
+    layer.select_option(index=3)
+    assert layer.input_value() == "3"
+    switch("six")
+    assert layer.input_value() == "3"
+    switch("twelve")
+    layer.select_option(index=9)  # by index: a string matches labels too
+    switch("six")
+    assert layer.input_value() == "5"

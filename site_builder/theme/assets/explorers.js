@@ -550,11 +550,13 @@
     }
     function show(i) {
       return loadData(models[i].url).then(function (d) {
+        var prev = data, oldLayer = +layerPick.value;
         data = d;
         options(imagePick, d.images.map(function (im, k) { return { value: k, label: im.label + " (#" + im.index + ")" }; }), true);
         var layers = []; for (var l = 0; l < d.layers; l++) layers.push({ value: l, label: String(l + 1) });
         options(layerPick, layers, true);
-        if (!layerPick.dataset.set) { layerPick.value = String(d.layers - 1); layerPick.dataset.set = "1"; }
+        // the last layer (whose CLS output is the representation) stays the last across models of another depth
+        if (!prev || oldLayer === prev.layers - 1 || oldLayer >= d.layers) layerPick.value = String(d.layers - 1);
         var heads = [{ value: "mean", label: "mean of heads" }];
         for (var h = 0; h < d.heads; h++) heads.push({ value: h, label: String(h + 1) });
         options(headPick, heads, true);
