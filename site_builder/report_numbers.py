@@ -177,8 +177,7 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     for r in _csv_rows(exports / "reference/draft_attention_metrics.csv"):
         key = {"32x32": "draft_nano_32", "64x64 extrapolated": "draft_nano_64", "224x224": "draft_older_224"}[r["input"]]
         rows.append((f"{key}_focus", focus(float(r["max_attention"]), int(r["patches"])), f"max attention × N for the draft's {r['model']} at {r['input']}"))
-    for run in ("lejepa-nano-c100", "lejepa-nano-c100-lambda0", "infonce-nano-c100", "random-init",
-                "final-lejepa-s1", "final-infonce-s1", "final-lejepa-lam0-s1", "lejepa-vits16-224"):
+    for run in ("random-init", "final-lejepa-s1", "final-infonce-s1", "final-lejepa-lam0-s1", "lejepa-vits16-224"):
         if not (exports / f"figures/{run}").is_dir():
             continue
         for r in _csv_rows(exports / f"figures/{run}/attention_metrics.csv"):
@@ -192,9 +191,10 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
             rows.append((f"{run}_projection_{stat}", float(backbone[f"projection_{stat}"]),
                          f"{stat} of the random 1-D projections of the CLS representation, {run} (figures/{run}/meta.json)"))
     spectra = {run: [float(r["singular_value"]) for r in _csv_rows(exports / f"figures/{run}/spectrum.csv")]
-               for run in ("lejepa-nano-c100", "infonce-nano-c100")}
-    ratio = np.array(spectra["infonce-nano-c100"][MID_RANGE]) / np.array(spectra["lejepa-nano-c100"][MID_RANGE])
-    where = f"singular values {MID_RANGE.start + 1} to {MID_RANGE.stop} of {len(spectra['lejepa-nano-c100'])}"
+               for run in ("final-lejepa-s1", "final-infonce-s1")}
+    ratio = np.array(spectra["final-infonce-s1"][MID_RANGE]) / np.array(spectra["final-lejepa-s1"][MID_RANGE])
+    where = (f"singular values {MID_RANGE.start + 1} to {MID_RANGE.stop} of {len(spectra['final-lejepa-s1'])}, "
+             "final-infonce-s1 over final-lejepa-s1 (figures/<run>/spectrum.csv)")
     rows += [("spectrum_infonce_over_lejepa_min", float(ratio.min()), f"smallest ratio InfoNCE / LeJEPA of the normalised spectra, {where}"),
              ("spectrum_infonce_over_lejepa_max", float(ratio.max()), f"largest ratio InfoNCE / LeJEPA of the normalised spectra, {where}")]
     paper = {(r["model"], r["protocol"]): float(r["top1"]) for r in _csv_rows(exports / "reference/lejepa_paper_results.csv")}
@@ -547,7 +547,6 @@ def cost_values(rows: dict[str, CostRow]) -> list[tuple[str, float, str]]:
 
 DRAFT_SOURCE = "author's draft (fox image; metric definitions not given), reference/draft_attention_metrics.csv"
 ATTENTION_RUNS = (  # (figures/ folder, model, resolutions): rows left out where the folder or resolution is missing
-    ("lejepa-nano-c100", "ViT-nano LeJEPA, first run (lejepa-nano-c100), trained at 32 px", (32, 64)),
     ("final-lejepa-s1", "ViT-nano LeJEPA, final recipe, seed 1 (final-lejepa-s1), trained at 32 px", (32, 64)),
     ("lejepa-vits16-224", "ViT-S/16 LeJEPA (lejepa-vits16-224), trained at 224 px", (224,)),
     ("random-init", "ViT-nano, random init (random-init)", (32,)),

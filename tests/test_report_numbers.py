@@ -113,7 +113,13 @@ def test_the_command_writes_values_and_derivations(tmp_path):
     assert rn.main([str(exports)]) == 0
     values = json.loads((exports / "derived/report_numbers.json").read_text())
     assert values["params_vit_nano"] == json.loads((REPO / "exports/runs/lejepa-nano-c100/summary.json").read_text())["train/params_backbone"]
-    assert values["lejepa-nano-c100_32_focus"] == pytest.approx(0.105621 * 64)
+    assert values["final-lejepa-s1_32_focus"] == pytest.approx(0.147234 * 64)  # max_attention of its 32 px row
+    assert not [name for name in values if "nano-c100" in name]  # the first runs' figures are retired
+    spectra = [[float(r["singular_value"]) for r in csv.DictReader(open(REPO / f"exports/figures/{run}/spectrum.csv"))]
+               for run in ("final-lejepa-s1", "final-infonce-s1")]
+    ratio = [a / b for a, b in zip(spectra[1][25:500], spectra[0][25:500])]  # singular values 26 to 500
+    assert (values["spectrum_infonce_over_lejepa_min"], values["spectrum_infonce_over_lejepa_max"]) == (
+        pytest.approx(min(ratio)), pytest.approx(max(ratio)))
     committed = json.loads((REPO / "exports/derived/report_numbers.json").read_text())
     assert values == committed  # the committed file is what the command writes from the committed exports
     for name in ("final_runs.csv", "final_comparison.csv", "final_curves/lejepa.csv", "final_curves/infonce.csv",

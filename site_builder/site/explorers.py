@@ -2,7 +2,7 @@
 
     ```explorer
     kind: embedding            # embedding | attention | sigreg
-    models: {Random init: explorers/random-init, LeJEPA: explorers/lejepa-nano-c100}   # not for sigreg
+    models: {Random init: explorers/random-init, LeJEPA: explorers/final-lejepa-s1}   # not for sigreg
     title: The test set as each model sees it
     how: Hover a point to see its image; click it for its 8 nearest neighbours.   # "how to read", required
     ```

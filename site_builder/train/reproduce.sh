@@ -5,7 +5,8 @@
 set -euo pipefail
 DATA=${1:?usage: reproduce.sh CIFAR100_DIR}
 python -m site_builder.train.bench --data "$DATA" --json bench.json
-# The report's first runs (40 epochs, one seed; their online probe read the test split: kept for history).
+# The report's first runs (40 epochs, one seed; their online probe read the test split: kept for history;
+# their exported histories feed the report's training-curve sections, no figures are made from them).
 for run in lejepa-nano-c100 lejepa-nano-c100-lambda0 infonce-nano-c100; do
   python -m site_builder train --name "$run" --data "$DATA" --epochs 40 --warmup-epochs 3 --device cuda --eval-test
 done
