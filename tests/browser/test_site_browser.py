@@ -21,9 +21,12 @@ PAGES = ["index.html", "chapter.html"]
 
 
 def scroll_through(page):
-    """Bring every chart into view in turn (they draw lazily), then wait until all have drawn."""
+    """Bring every chart into view in turn (they draw lazily), then wait until all have drawn. Each chart
+    is held in view until its drawing has started: the observer's callback comes a frame later, and a chart
+    already scrolled away by then (like a reader flicking past it) rightly waits to be seen again."""
     for chart in page.locator(".chart").all():
         chart.scroll_into_view_if_needed()
+        page.wait_for_function("c => c.dataset.drawn === '1'", arg=chart.element_handle(), timeout=10000)
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_function(
         "Array.from(document.querySelectorAll('.chart')).every(c => c.querySelector('.js-plotly-plot, [data-panels=drawn]'))",
