@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from site_builder.train import objectives  # noqa: E402
 from site_builder.train.augment import AugConfig, gaussian_blur, make_views, random_resized_crop  # noqa: E402
-from site_builder.train.model import ViT, ViTConfig, _rope_angles, apply_rope  # noqa: E402
+from site_builder.train.model import (  # noqa: E402
+    ViewGroup, ViT, ViTConfig, _rope_angles, apply_rope, drop_path)
 
 SMALL = ViTConfig(width=32, depth=2, heads=2, mlp_ratio=2.0)
 
@@ -33,12 +34,56 @@ def test_explicit_attention_path_matches_the_fused_one():
     torch.manual_seed(1)
     model = ViT(SMALL).eval()
     x = torch.randn(2, 3, 32, 32)
-    h, cos, sin = model._embed(x)
+    h, group = model._embed(x)
     for block in model.blocks:
-        fused = block(h, cos, sin)
-        explicit, _ = block.forward_with_attention(h, cos, sin)
+        fused = block(h, [group])
+        explicit, _ = block.forward_with_attention(h, group)
         assert torch.allclose(fused, explicit, atol=1e-5)
         h = fused
+
+
+def test_patch_embedding_is_the_strided_convolution():
+    torch.manual_seed(4)
+    model = ViT(SMALL)
+    x = torch.randn(2, 3, 32, 24)
+    tokens, group = model._embed(x)
+    conv = model.patch_embed(x).flatten(2).transpose(1, 2)  # B x N x D, row-major patches
+    tokens = tokens.view(2, group.tokens, -1)
+    assert group.tokens == 1 + 8 * 6
+    assert torch.allclose(tokens[:, 1:], conv, atol=1e-5)
+    assert torch.equal(tokens[:, 0], model.cls_token[0].expand(2, -1))
+
+
+def test_packed_views_give_each_batch_its_own_forward():
+    """Global and local views in one packed pass: the same CLS embeddings (and gradients) as one pass per
+    batch, so a sequence never attends to another's tokens."""
+    torch.manual_seed(5)
+    model = ViT(SMALL).double()
+    glob, loc = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randn(6, 3, 24, 24, dtype=torch.float64)
+    packed = model.forward_views([glob, loc])
+    separate = torch.cat([model(glob), model(loc)])
+    assert packed.shape == (10, 32)
+    assert torch.allclose(packed, separate, atol=1e-10)
+    grads = [torch.autograd.grad(out.square().sum(), list(model.parameters())) for out in (packed, separate)]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-9)
+    # a changed local image changes only its own embedding
+    loc2 = loc.clone()
+    loc2[2] += 1.0
+    changed = (model.forward_views([glob, loc2]) - packed).abs().amax(1) > 1e-9
+    assert changed.tolist() == [False] * 4 + [False, False, True, False, False, False]
+
+
+def test_drop_path_drops_whole_sequences_of_packed_tokens():
+    torch.manual_seed(6)
+    groups = [ViewGroup(50, 3, torch.empty(0), torch.empty(0)), ViewGroup(40, 2, torch.empty(0), torch.empty(0))]
+    x = torch.ones(50 * 3 + 40 * 2, 4)
+    out = drop_path(x, 0.5, True, groups)
+    seqs = list(out[:150].view(50, 3 * 4)) + list(out[150:].view(40, 2 * 4))
+    assert all(len(row.unique()) == 1 for row in seqs)  # a sequence is kept or dropped as a whole
+    assert {float(row[0]) for row in seqs} == {0.0, 2.0}  # the kept ones rescaled by 1 / (1 - rate)
+    assert 20 < sum(float(row[0]) == 0 for row in seqs) < 70
+    assert torch.equal(drop_path(x, 0.5, False, groups), x)
 
 
 def test_rope_scores_depend_only_on_relative_position():

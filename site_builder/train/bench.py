@@ -9,6 +9,10 @@
   copied to the GPU, the same model in eager mode with bf16 autocast;
 - also: ours without torch.compile, and the reference DataLoader alone (no model), to show where time goes.
 
+Options for measuring one optimisation at a time (run the command twice in one session, with and without):
+`--separate-views` (the global and local views through the backbone one batch after the other, as before
+the packed pass), `--attention` (which fused SDPA kernel), `--compile-mode` (torch.compile's mode).
+
 Images/s counts source images (each gives global + local views). MFU = model FLOPs (forward + backward
 = 3 x forward matmul FLOPs of backbone and projector, attention included) / time / peak, with the
 H100 SXM's dense bf16 peak of 989 TFLOP/s from NVIDIA's datasheet. The data is read from the npz shards
@@ -74,6 +78,26 @@ class _RefDataset(torch.utils.data.Dataset):
         return g, l_
 
 
+ATTENTION_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+                     "math": "MATH"}
+
+
+def use_attention_kernel(name: str) -> None:
+    """Make SDPA (and torch.compile's lowering of it) use only this kernel; 'default' leaves PyTorch's choice."""
+    if name == "default":
+        return
+    for kernel in ATTENTION_KERNELS:
+        getattr(torch.backends.cuda, f"enable_{'mem_efficient' if kernel == 'efficient' else kernel}_sdp")(
+            kernel == name)
+
+
+class _SeparateViews(Student):
+    """The step before the packed pass: global and local views through the backbone one after the other."""
+
+    def embed(self, glob, loc):
+        return torch.cat([self.model(glob), self.model(loc)])
+
+
 def _step(module, opt, glob, loc, aug, b, step, objective):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         z, _ = module(glob, loc)
@@ -91,20 +115,21 @@ def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Ob
     return objective
 
 
-def _new_student(cfg, aug, device):
+def _new_student(cfg, aug, device, separate_views: bool = False):
     torch.manual_seed(0)
     model = ViT(cfg)
     probe = torch.nn.Sequential(torch.nn.LayerNorm(cfg.width), torch.nn.Linear(cfg.width, 100))
-    student = Student(model, Projector(cfg.width, 2048, 64), probe).to(device)
+    student = (_SeparateViews if separate_views else Student)(model, Projector(cfg.width, 2048, 64), probe).to(device)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
     return student, opt
 
 
 def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_loss: bool = False,
-               profile: bool = False) -> float:
+               profile: bool = False, separate_views: bool = False, compile_mode: str = "default") -> float:
     device = images_gpu.device
-    student, opt = _new_student(cfg, aug, device)
-    module = torch.compile(student) if compile_ else student
+    torch._dynamo.reset()  # each variant compiles afresh
+    student, opt = _new_student(cfg, aug, device, separate_views)
+    module = torch.compile(student, mode=compile_mode) if compile_ else student
     objective = _objective(cfg, aug, device, compile_loss)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(images_gpu)
@@ -126,8 +151,30 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
                 glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen)
                 _step(module, opt, glob, loc, aug, bs, i, objective)
             torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25), flush=True)
+        events = prof.key_averages()
+        print(events.table(sort_by="cuda_time_total", row_limit=30), flush=True)
+        print(kernel_time_shares(events), flush=True)
     return ips
+
+
+KERNEL_KINDS = (("attention", ("flash", "fmha", "attention", "cudnn")),
+                ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas")),
+                ("fused elementwise (inductor)", ("triton",)))
+
+
+def kernel_time_shares(events) -> str:
+    """GPU kernel time of a profile by kind (first matching name fragment), as one line of shares."""
+    totals: dict[str, float] = {}
+    for e in events:
+        t = getattr(e, "self_device_time_total", 0) or 0
+        if t <= 0 or getattr(e, "device_type", None) is None or "cuda" not in str(e.device_type).lower():
+            continue
+        name = e.key.lower()
+        kind = next((k for k, frags in KERNEL_KINDS if any(f in name for f in frags)), "other")
+        totals[kind] = totals.get(kind, 0.0) + t
+    whole = sum(totals.values()) or 1.0
+    shares = ", ".join(f"{k} {100 * v / whole:.1f} %" for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))
+    return f"kernel time: {shares} (of {whole / 1e3:.1f} ms)"
 
 
 def bench_reference(images, cfg, aug, bs, steps, warmup, workers, device, with_model=True) -> float:
@@ -163,11 +210,18 @@ def main(argv=None) -> int:
     p.add_argument("--size", default="nano", help="model size preset of `train` (nano, vit-s16-224)")
     p.add_argument("--only", nargs="+", help="run only these variants (names as printed)")
     p.add_argument("--profile", action="store_true", help="print the CUDA kernel profile of the fastest variant")
+    p.add_argument("--separate-views", action="store_true",
+                   help="ours: global and local views through the backbone separately (the step before packing)")
+    p.add_argument("--attention", choices=["default", *ATTENTION_KERNELS], default="default",
+                   help="the only SDPA kernel allowed (default: PyTorch's choice)")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode of the model (default, max-autotune-no-cudagraphs, max-autotune, ...)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
     from site_builder.train.command import SIZES
 
     torch.backends.cuda.matmul.allow_tf32 = True
+    use_attention_kernel(args.attention)
     device = torch.device("cuda")
     preset = SIZES[args.size]
     cfg = ViTConfig(**{k[6:]: v for k, v in preset.items() if k.startswith("model.")})
@@ -178,11 +232,13 @@ def main(argv=None) -> int:
     images_gpu = torch.from_numpy(images).to(device)
     flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
     bs = args.batch_size
+    ours = dict(separate_views=args.separate_views, compile_mode=args.compile_mode)
     variants = [
         ("ours, compiled model + compiled loss", lambda: bench_ours(
-            images_gpu, cfg, aug, bs, args.steps, args.warmup, True, compile_loss=True, profile=args.profile)),
-        ("ours, compiled model (baseline)", lambda: bench_ours(images_gpu, cfg, aug, bs, args.steps, args.warmup, True)),
-        ("ours, eager", lambda: bench_ours(images_gpu, cfg, aug, bs, args.steps, args.warmup, False)),
+            images_gpu, cfg, aug, bs, args.steps, args.warmup, True, compile_loss=True, profile=args.profile, **ours)),
+        ("ours, compiled model (baseline)", lambda: bench_ours(
+            images_gpu, cfg, aug, bs, args.steps, args.warmup, True, **ours)),
+        ("ours, eager", lambda: bench_ours(images_gpu, cfg, aug, bs, args.steps, args.warmup, False, **ours)),
         ("reference (CPU DataLoader aug, eager)", lambda: bench_reference(
             images, cfg, aug, bs, args.steps, args.warmup, args.workers, device)),
         ("reference DataLoader alone (no model)", lambda: bench_reference(
@@ -203,7 +259,9 @@ def main(argv=None) -> int:
               f"MFU {mfu}  mem {results[name]['max_mem_gib']:.1f} GiB", flush=True)
     summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": bs,
                "size": args.size, "views": [aug.global_views, aug.global_size, aug.local_views, aug.local_size],
-               "workers": args.workers, "train_gflops_per_image": flops / 1e9, "results": results}
+               "workers": args.workers, "train_gflops_per_image": flops / 1e9,
+               "ours": {"packed_views": not args.separate_views, "attention": args.attention,
+                        "compile_mode": args.compile_mode}, "results": results}
     base = results.get("ours, compiled model (baseline)", {}).get("images_per_s")
     best = results.get("ours, compiled model + compiled loss", {}).get("images_per_s")
     if base and best:

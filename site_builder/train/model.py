@@ -8,6 +8,8 @@ column), so the same weights run at any input size that is a multiple of the pat
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,15 +34,36 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([cls, rotated.to(x.dtype)], dim=2)
 
 
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero a residual branch for a random subset of samples (rescaling the rest)."""
+@dataclass(frozen=True)
+class ViewGroup:
+    """One batch of same-size views inside a packed token stream: `images` sequences of `tokens` tokens
+    each (CLS first), and the rotary cos/sin of their patch grid."""
+
+    images: int
+    tokens: int
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return self.images * self.tokens
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool, groups: list[ViewGroup]) -> torch.Tensor:
+    """Stochastic depth on packed tokens: zero a residual branch for a random subset of sequences (all of a
+    sequence's tokens together), rescaling the rest."""
     if rate == 0.0 or not training:
         return x
-    keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= rate
+    keep = torch.cat([(torch.rand(g.images, 1, device=x.device) >= rate).repeat_interleave(g.tokens, 0)
+                      for g in groups])
     return x * keep.to(x.dtype) / (1 - rate)
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block on packed tokens (N x D, the sequences of every group one after another):
+    norms, linear layers and MLP run on all tokens at once; attention runs per group, each sequence
+    attending to its own tokens only."""
+
     def __init__(self, cfg: ViTConfig, drop_rate: float = 0.0):
         super().__init__()
         self.heads = cfg.heads
@@ -52,25 +75,27 @@ class Block(nn.Module):
         hidden = int(cfg.width * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
 
-    def _qkv(self, x, cos, sin):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+    def _heads(self, qkv: torch.Tensor, g: ViewGroup):
+        """A group's rows of the qkv output -> q, k, v as B x H x T x head_dim, q and k rotated."""
+        q, k, v = qkv.view(g.images, g.tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return apply_rope(q, g.cos, g.sin), apply_rope(k, g.cos, g.sin), v
 
-    def forward(self, x, cos, sin):
-        q, k, v = self._qkv(x, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v)
-        x = x + drop_path(self.proj(a.transpose(1, 2).flatten(2)), self.drop_rate, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, self.training)
+    def forward(self, h: torch.Tensor, groups: list[ViewGroup]) -> torch.Tensor:
+        qkv = self.qkv(self.norm1(h)).split([g.size for g in groups])
+        a = torch.cat([F.scaled_dot_product_attention(*self._heads(part, g)).transpose(1, 2).reshape(g.size, -1)
+                       for part, g in zip(qkv, groups)])
+        h = h + drop_path(self.proj(a), self.drop_rate, self.training, groups)
+        return h + drop_path(self.mlp(self.norm2(h)), self.drop_rate, self.training, groups)
 
-    def forward_with_attention(self, x, cos, sin):
-        """Same as forward, with the attention probabilities computed explicitly and returned (B, H, T, T)."""
-        q, k, v = self._qkv(x, cos, sin)
+    def forward_with_attention(self, h: torch.Tensor, group: ViewGroup):
+        """Same as forward (one group, eval), with the attention probabilities computed explicitly and
+        returned (B, H, T, T)."""
+        q, k, v = self._heads(self.qkv(self.norm1(h)), group)
         scale = 1.0 / math.sqrt(q.shape[-1])
         probs = torch.softmax((q.float() @ k.float().transpose(-2, -1)) * scale, dim=-1)
-        a = (probs.to(v.dtype) @ v)
-        x = x + self.proj(a.transpose(1, 2).flatten(2))
-        return x + self.mlp(self.norm2(x)), probs
+        a = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(group.size, -1)
+        h = h + self.proj(a)
+        return h + self.mlp(self.norm2(h)), probs
 
 
 class ViT(nn.Module):
@@ -81,6 +106,7 @@ class ViT(nn.Module):
         self.cfg = cfg = cfg or ViTConfig()
         if cfg.width % cfg.heads or (cfg.width // cfg.heads) % 4:
             raise ValueError("width / heads must be a multiple of 4 for 2D RoPE")
+        # Kept as a Conv2d for its parameters (and checkpoints); _embed applies it as one matrix product.
         self.patch_embed = nn.Conv2d(cfg.in_chans, cfg.width, cfg.patch_size, cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
         # Drop rates grow linearly with depth up to cfg.drop_path at the last block (as in DeiT).
@@ -100,36 +126,55 @@ class ViT(nn.Module):
     def embed_dim(self) -> int:
         return self.cfg.width
 
-    def _embed(self, x: torch.Tensor):
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, ViewGroup]:
+        """Images B x C x H x W -> their tokens, packed (B * (1 + N)) x D, and their group."""
         p = self.cfg.patch_size
         if x.ndim != 4 or x.shape[-1] % p or x.shape[-2] % p:
             raise ValueError(f"input must be B x C x H x W with H, W multiples of {p}, got {tuple(x.shape)}")
-        tokens = self.patch_embed(x)
-        gh, gw = tokens.shape[-2:]
-        tokens = tokens.flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1).to(tokens.dtype), tokens], dim=1)
+        b, c, gh, gw = x.shape[0], x.shape[1], x.shape[2] // p, x.shape[3] // p
+        # The stride-p convolution as a matrix product over flattened patches (c, row, col order, like the
+        # conv's weight): the same numbers, and one large matmul instead of a 3-channel convolution.
+        patches = x.reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * p * p)
+        tokens = F.linear(patches, self.patch_embed.weight.flatten(1), self.patch_embed.bias)
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)
         angles = _rope_angles(gh, gw, self.cfg.width // self.cfg.heads, self.cfg.rope_base, x.device)
-        return tokens, angles.cos(), angles.sin()
+        return tokens.flatten(0, 1), ViewGroup(b, 1 + gh * gw, angles.cos(), angles.sin())
+
+    def _blocks(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, list[ViewGroup]]:
+        """The last block's packed tokens (before the final norm) of one or more batches of views."""
+        embedded = [self._embed(x) for x in views]
+        groups = [g for _, g in embedded]
+        h = torch.cat([t for t, _ in embedded]) if len(embedded) > 1 else embedded[0][0]
+        for block in self.blocks:
+            h = block(h, groups)
+        return h, groups
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(CLS B x D, patch tokens B x N x D) of the last layer, after the final norm."""
-        h, cos, sin = self._embed(x)
-        for block in self.blocks:
-            h = block(h, cos, sin)
-        h = self.norm(h)
+        h, (g,) = self._blocks([x])
+        h = self.norm(h).view(g.images, g.tokens, -1)
         return h[:, 0], h[:, 1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding used by the objectives and the probes: the CLS token (B x D)."""
-        return self.forward_features(x)[0]
+        return self.forward_views([x])
+
+    def forward_views(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """CLS embeddings of batches of views of different sizes (e.g. global and local crops), concatenated
+        in order, from one pass: the groups' tokens are packed, so each linear layer is one large matmul
+        for all views instead of one per size (training's step; same numbers as one call per batch)."""
+        h, groups = self._blocks(views)
+        parts = h.split([g.size for g in groups])
+        cls = torch.cat([part.view(g.images, g.tokens, -1)[:, 0] for part, g in zip(parts, groups)])
+        return self.norm(cls)  # the final norm is per token: only the CLS tokens need it
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax attention of every layer, Tensor[L, B, H, T, T] with T = 1 + N (token 0 is CLS)."""
-        h, cos, sin = self._embed(x)
+        h, group = self._embed(x)
         maps = []
         for block in self.blocks:
-            h, probs = block.forward_with_attention(h, cos, sin)
+            h, probs = block.forward_with_attention(h, group)
             maps.append(probs)
         return torch.stack(maps)
 

@@ -31,17 +31,18 @@ OBJECTIVES = ("lejepa", "infonce")
 
 class Student(nn.Module):
     """Backbone + projector + online probe as one module, so that one DDP wrapper and one compiled
-    graph cover a whole step's forward (global and local views go through the backbone separately)."""
+    graph cover a whole step's forward (global and local views go through the backbone in one packed pass)."""
 
     def __init__(self, model: ViT, projector: Projector, probe: nn.Module):
         super().__init__()
         self.model, self.projector, self.probe = model, projector, probe
 
+    def embed(self, glob: torch.Tensor, loc: torch.Tensor | None) -> torch.Tensor:
+        return self.model.forward_views([glob] if loc is None else [glob, loc])
+
     def forward(self, glob: torch.Tensor, loc: torch.Tensor | None):
-        emb = self.model(glob)
-        n_global = emb.shape[0]
-        if loc is not None:
-            emb = torch.cat([emb, self.model(loc)])
+        emb = self.embed(glob, loc)
+        n_global = glob.shape[0]
         z = self.projector(emb).float()
         probe_logits = self.probe(emb[:n_global].detach().float())
         return z, probe_logits
