@@ -38,6 +38,7 @@ class Student(nn.Module):
         self.model, self.projector, self.probe = model, projector, probe
 
     def embed(self, glob: torch.Tensor, loc: torch.Tensor | None) -> torch.Tensor:
+        """CLS embeddings of the global, then the local views (bench overrides it to time the unpacked step)."""
         return self.model.forward_views([glob] if loc is None else [glob, loc])
 
     def forward(self, glob: torch.Tensor, loc: torch.Tensor | None):
