@@ -21,7 +21,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +201,7 @@ def compute(exports: Path = EXPORTS) -> list[tuple[str, float, str]]:
     summary = json.loads((exports / "runs/lejepa-nano-c100/summary.json").read_text())
     rows.append(("draft_implied_top1", vit_l - DRAFT_GAP,
                  f"the paper's ViT-L on CIFAR-100 ({vit_l} %, Table 2) minus the draft's 'about {DRAFT_GAP:g} %' gap, in %"))
-    rows += paper_gaps(exports, 100 * float(summary["final_probe/test_top1"]), "", "our first LeJEPA run's final probe")
+    rows += paper_gaps(vit_l, table5, 100 * float(summary["final_probe/test_top1"]), "", "our first LeJEPA run's final probe")
     rows += [
         ("table5_best", max(table5), "best in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
         ("table5_worst", min(table5), "lowest in-domain CIFAR-100 top-1 of the paper's Table 5, %"),
@@ -342,9 +342,9 @@ def paper_references(exports: Path) -> tuple[float, list[float]]:
     return paper[("ViT-L", "linear (frozen), all labels")], [v for (model, _), v in paper.items() if model in TABLE5_MODELS]
 
 
-def paper_gaps(exports: Path, top1: float, prefix: str, ours: str) -> list[tuple[str, float, str]]:
-    """The paper's ViT-L and the best and lowest in-domain CIFAR-100 rows minus our top-1 (%), in points."""
-    vit_l, table5 = paper_references(exports)
+def paper_gaps(vit_l: float, table5: list[float], top1: float, prefix: str, ours: str) -> list[tuple[str, float, str]]:
+    """The paper's ViT-L and the best and lowest in-domain CIFAR-100 rows (paper_references) minus our top-1
+    (%), in points."""
     return [
         (f"{prefix}gap_to_vit_l", vit_l - top1, f"ViT-L transfer (Table 2) minus {ours}, percentage points"),
         (f"{prefix}gap_to_table5_best", max(table5) - top1, f"best in-domain CIFAR-100 row of Table 5 minus {ours}, percentage points"),
@@ -359,7 +359,7 @@ def final_paper_gaps(exports: Path, runs: list[FinalRun]) -> list[tuple[str, flo
     if not lejepa:
         return []
     mean, _ = mean_sd([r.metrics["test_top1"] for r in lejepa])
-    return paper_gaps(exports, 100 * mean, "final_lejepa_", f"the mean final LeJEPA probe over {len(lejepa)} seeds")
+    return paper_gaps(*paper_references(exports), 100 * mean, "final_lejepa_", f"the mean final LeJEPA probe over {len(lejepa)} seeds")
 
 
 def _groups(runs: list[FinalRun]) -> dict[str, list[FinalRun]]:
@@ -475,13 +475,7 @@ class CostRow:
     """A row of cost.csv: a family's recipe and the means over its seeds."""
 
     model: str
-    method: str
-    input_px: int
-    patch: int
-    tokens: int
-    params_backbone: int
-    train_gflop_per_image: float
-    epochs: int
+    recipe: Recipe
     seeds: int
     gpu_min_per_run: float
     images_per_s: float
@@ -489,6 +483,9 @@ class CostRow:
     test_top1: float
     knn_test_top1: float
     effective_rank: float
+
+
+COST_RECIPE_COLUMNS = [f.name for f in fields(Recipe) if f.name != "images"]  # cost.csv shows the rest as rates
 
 
 def train_gflop_per_image(config: dict) -> float:
@@ -531,15 +528,17 @@ def cost_rows(exports: Path) -> dict[str, CostRow]:
                             path=exports / "runs")
         (recipe,) = recipes
         wall_s = float(np.mean([r.wall_s for r in runs]))
-        out[key] = CostRow(model, recipe.method, recipe.input_px, recipe.patch, recipe.tokens, recipe.params_backbone,
-                           recipe.train_gflop_per_image, recipe.epochs, len(runs), wall_s / 60, recipe.images / wall_s,
+        out[key] = CostRow(model, recipe, len(runs), wall_s / 60, recipe.images / wall_s,
                            recipe.train_gflop_per_image * recipe.images / 1e6,
                            *(float(np.mean([getattr(r, m) for r in runs])) for m in ("test_top1", "knn_test_top1", "effective_rank")))
     return out
 
 
 def cost_csv(rows: dict[str, CostRow]) -> bytes:
-    return _csv_bytes([f.name for f in fields(CostRow)], [list(astuple(r)) for r in rows.values()])
+    measures = [f.name for f in fields(CostRow)][2:]  # after model and recipe
+    return _csv_bytes(["model", *COST_RECIPE_COLUMNS, *measures],
+                      [[r.model, *(getattr(r.recipe, c) for c in COST_RECIPE_COLUMNS), *(getattr(r, m) for m in measures)]
+                       for r in rows.values()])
 
 
 def cost_values(rows: dict[str, CostRow]) -> list[tuple[str, float, str]]:
@@ -547,18 +546,18 @@ def cost_values(rows: dict[str, CostRow]) -> list[tuple[str, float, str]]:
     out: list[tuple[str, float, str]] = []
     nano, vit = rows.get("nano_lejepa"), rows.get("vit_s16_224")
     if nano:
-        out.append(("nano_train_gflop_per_image", nano.train_gflop_per_image,
-                    f"forward + backward GFLOP per source image of ViT-nano LeJEPA at the final recipe's views, {nano.input_px} px (cost.csv)"))
+        out.append(("nano_train_gflop_per_image", nano.recipe.train_gflop_per_image,
+                    f"forward + backward GFLOP per source image of ViT-nano LeJEPA at the final recipe's views, {nano.recipe.input_px} px (cost.csv)"))
     if vit:
         out += [("vit_s16_224_test_top1", vit.test_top1, "final_probe/test_top1 of lejepa-vits16-224 (one seed)"),
                 ("vit_s16_224_knn_test_top1", vit.knn_test_top1, "knn/test_top1 of lejepa-vits16-224"),
                 ("vit_s16_224_effective_rank", vit.effective_rank, "repr/effective_rank of lejepa-vits16-224"),
                 ("vit_s16_224_gpu_min", vit.gpu_min_per_run, "train/wall_s / 60 of lejepa-vits16-224 (training only, one GPU)"),
-                ("vit_s16_224_train_gflop_per_image", vit.train_gflop_per_image,
-                 f"forward + backward GFLOP per source image of lejepa-vits16-224 at its own views, {vit.input_px} px (cost.csv)")]
+                ("vit_s16_224_train_gflop_per_image", vit.recipe.train_gflop_per_image,
+                 f"forward + backward GFLOP per source image of lejepa-vits16-224 at its own views, {vit.recipe.input_px} px (cost.csv)")]
     if nano and vit:
         what = f"lejepa-vits16-224 over the ViT-nano LeJEPA final runs (mean of {nano.seeds})"
-        out += [("vit_s16_224_over_nano_flops", vit.train_gflop_per_image / nano.train_gflop_per_image, f"training FLOPs per image, {what}"),
+        out += [("vit_s16_224_over_nano_flops", vit.recipe.train_gflop_per_image / nano.recipe.train_gflop_per_image, f"training FLOPs per image, {what}"),
                 ("vit_s16_224_over_nano_gpu_min", vit.gpu_min_per_run / nano.gpu_min_per_run, f"GPU minutes per run, {what}"),
                 ("vit_s16_224_minus_nano_test_top1", vit.test_top1 - nano.test_top1,
                  f"final_probe/test_top1 of lejepa-vits16-224 minus the mean of the {nano.seeds} ViT-nano LeJEPA final runs (a fraction)")]

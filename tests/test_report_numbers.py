@@ -333,7 +333,7 @@ def test_flops_per_image_from_run_configs_match_the_gpu_benchmark(family, bench)
     config = json.loads((sorted((REPO / "exports/runs").glob(pattern))[0] / "config.json").read_text())
     assert measured["views"] == [config[f"aug/{k}"] for k in ("global_views", "global_size", "local_views", "local_size")]
     assert (config["train/proj_hidden"], config["train/proj_dim"]) == (2048, 64)  # what bench.py assumes
-    assert row.train_gflop_per_image == pytest.approx(measured["train_gflops_per_image"], abs=0.1)
+    assert row.recipe.train_gflop_per_image == pytest.approx(measured["train_gflops_per_image"], abs=0.1)
 
 
 def test_cost_rows_are_means_over_seeds(tmp_path):
@@ -345,11 +345,12 @@ def test_cost_rows_are_means_over_seeds(tmp_path):
     assert list(rows) == ["nano_lejepa", "nano_infonce"]
     lejepa = rows["nano_lejepa"]
     # 2 epochs x 10 full batches of 100 = 2000 images a run; wall 100 and 300 s -> 200 s mean
-    assert (lejepa.model, lejepa.method, lejepa.input_px, lejepa.patch, lejepa.tokens, lejepa.seeds, lejepa.epochs) == \
+    assert (lejepa.model, lejepa.recipe.method, lejepa.recipe.input_px, lejepa.recipe.patch, lejepa.recipe.tokens, lejepa.seeds,
+            lejepa.recipe.epochs) == \
         ("ViT-nano, 32 px", "LeJEPA", 32, 4, 64, 2, 2)
     assert lejepa.gpu_min_per_run == pytest.approx(200 / 60) and lejepa.images_per_s == pytest.approx(10)
     assert lejepa.test_top1 == pytest.approx(0.45) and lejepa.knn_test_top1 == pytest.approx(0.35) and lejepa.effective_rank == pytest.approx(45)
-    assert lejepa.train_pflop == pytest.approx(lejepa.train_gflop_per_image * 2000 / 1e6)
+    assert lejepa.train_pflop == pytest.approx(lejepa.recipe.train_gflop_per_image * 2000 / 1e6)
     assert rows["nano_infonce"].test_top1 == pytest.approx(0.61) and rows["nano_infonce"].images_per_s == pytest.approx(2000 / 120)
     values = {name: value for name, value, _ in rn.cost_values(rows)}
     assert list(values) == ["nano_train_gflop_per_image"]  # no ViT run: no ViT values, no ratios
@@ -384,7 +385,8 @@ def test_the_vit_row_and_its_values_on_the_committed_exports():
     summary = json.loads((REPO / "exports/runs/lejepa-vits16-224/summary.json").read_text())
     rows = rn.cost_rows(REPO / "exports")
     vit, nano = rows["vit_s16_224"], rows["nano_lejepa"]
-    assert (vit.input_px, vit.patch, vit.tokens, vit.seeds, vit.params_backbone) == (224, 16, 196, 1, summary["train/params_backbone"])
+    assert (vit.recipe.input_px, vit.recipe.patch, vit.recipe.tokens, vit.seeds, vit.recipe.params_backbone) == (
+        224, 16, 196, 1, summary["train/params_backbone"])
     assert vit.test_top1 == summary["final_probe/test_top1"] and vit.gpu_min_per_run == summary["train/wall_s"] / 60
     assert vit.images_per_s == pytest.approx(20 * (45000 // 128) * 128 / summary["train/wall_s"])
     nano_top1 = [json.loads((REPO / f"exports/runs/final-lejepa-s{s}/summary.json").read_text())["final_probe/test_top1"] for s in (1, 2, 3)]
