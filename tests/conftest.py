@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
+
+# Triton kernels (train/packed_attention.py) run in Triton's interpreter, on the CPU: set before the first
+# import of triton, which decides at each kernel's definition.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -11,7 +11,10 @@
 
 Options for measuring one optimisation at a time (run the command twice in one session, with and without):
 `--separate-views` (the global and local views through the backbone one batch after the other, as before
-the packed pass), `--attention` (which fused SDPA kernel), `--compile-mode` (torch.compile's mode).
+the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
+view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--compile-mode` (torch.compile's mode).
+With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
+in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
 Images/s counts source images (each gives global + local views). MFU = model FLOPs (forward + backward
 = 3 x forward matmul FLOPs of backbone and projector, attention included) / time / peak, with the
@@ -32,6 +35,7 @@ import torch
 from site_builder.train.augment import AugConfig, make_views
 from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
+from site_builder.train import model as vit
 from site_builder.train.model import Projector, ViT, ViTConfig
 from site_builder.train.trainer import Objective, Student, TrainConfig
 
@@ -83,8 +87,10 @@ ATTENTION_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "ef
 
 
 def use_attention_kernel(name: str) -> None:
-    """Make SDPA (and torch.compile's lowering of it) use only this kernel; 'default' leaves PyTorch's choice."""
-    if name == "default":
+    """'fused': our Triton kernel (the training step's default on the GPU); 'sdpa': SDPA per view size with
+    PyTorch's choice of kernel; else SDPA (and torch.compile's lowering of it) with only this kernel."""
+    vit.FUSED_ATTENTION = name == "fused"
+    if name in ("fused", "sdpa"):
         return
     for kernel in ATTENTION_KERNELS:
         getattr(torch.backends.cuda, f"enable_{'mem_efficient' if kernel == 'efficient' else kernel}_sdp")(
@@ -113,6 +119,42 @@ def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Ob
     if compile_loss:
         objective.compile()
     return objective
+
+
+def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
+    """The fused kernel against SDPA per view size on one block at the benchmark's shapes (random q, k, v):
+    the largest absolute error of the output and of the qkv gradient against SDPA in float32, for the
+    fused kernel and for SDPA, both in bf16; and the median ms of one layer's attention, forward and
+    backward, for each (SDPA's compiled, so that its RoPE and re-layouts are fused as in training)."""
+    from triton.testing import do_bench
+
+    from site_builder.train.packed_attention import PackedSequences, packed_attention
+
+    torch.manual_seed(0)
+    model = ViT(cfg).to(device)
+    groups = [model._embed(torch.zeros(n, cfg.in_chans, size, size, device=device))[1]
+              for n, size in ((bs * aug.global_views, aug.global_size), (bs * aug.local_views, aug.local_size))]
+    packed = PackedSequences.of(groups)
+    qkv = torch.randn(packed.starts.numel(), 3 * cfg.width, device=device)
+    grad = torch.randn(qkv.shape[0], cfg.width, device=device)
+    block = model.blocks[0]
+    sdpa = torch.compile(lambda x: block.attention(x, groups))
+    ways = {"sdpa": sdpa, "fused": lambda x: packed_attention(x, packed, cfg.heads)}
+
+    def run(fn, dtype):
+        x = qkv.to(dtype).requires_grad_()
+        out = fn(x)
+        return out, torch.autograd.grad(out, x, grad.to(dtype))[0]
+
+    want = run(lambda x: block.attention(x, groups), torch.float32)
+    result = {}
+    for name, fn in ways.items():
+        out, dqkv = run(fn, torch.bfloat16)
+        result[name] = {"max_abs_error_out": (out.float() - want[0]).abs().max().item(),
+                        "max_abs_error_dqkv": (dqkv.float() - want[1]).abs().max().item(),
+                        "ms_forward_backward": do_bench(lambda: run(fn, torch.bfloat16), return_mode="median")}
+    print(f"attention check (one layer, bf16; errors against float32 SDPA): {json.dumps(result)}", flush=True)
+    return result
 
 
 def _new_student(cfg, aug, device, separate_views: bool = False):
@@ -212,8 +254,9 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true", help="print the CUDA kernel profile of the fastest variant")
     p.add_argument("--separate-views", action="store_true",
                    help="ours: global and local views through the backbone separately (the step before packing)")
-    p.add_argument("--attention", choices=["default", *ATTENTION_KERNELS], default="default",
-                   help="the only SDPA kernel allowed (default: PyTorch's choice)")
+    p.add_argument("--attention", choices=["fused", "sdpa", *ATTENTION_KERNELS], default="fused",
+                   help="fused: our Triton kernel (default); sdpa: SDPA per view size, PyTorch's kernel choice; "
+                        "else SDPA with only that kernel")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode of the model (default, max-autotune-no-cudagraphs, max-autotune, ...)")
     p.add_argument("--json", help="also write the results to this file")
@@ -232,6 +275,7 @@ def main(argv=None) -> int:
     images_gpu = torch.from_numpy(images).to(device)
     flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
     bs = args.batch_size
+    check = attention_check(cfg, aug, bs, device) if args.attention == "fused" else None
     ours = dict(separate_views=args.separate_views, compile_mode=args.compile_mode)
     variants = [
         ("ours, compiled model + compiled loss", lambda: bench_ours(
@@ -262,6 +306,8 @@ def main(argv=None) -> int:
                "workers": args.workers, "train_gflops_per_image": flops / 1e9,
                "ours": {"packed_views": not args.separate_views, "attention": args.attention,
                         "compile_mode": args.compile_mode}, "results": results}
+    if check:
+        summary["attention_check"] = check
     base = results.get("ours, compiled model (baseline)", {}).get("images_per_s")
     best = results.get("ours, compiled model + compiled loss", {}).get("images_per_s")
     if base and best:

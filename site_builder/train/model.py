@@ -16,6 +16,20 @@ from torch import nn
 
 from site_builder.train.config import ViTConfig
 
+try:  # Triton comes with PyTorch's CUDA wheels; without it (a CPU-only install) attention runs through SDPA
+    from site_builder.train.packed_attention import PackedSequences, packed_attention
+except ImportError:
+    packed_attention = None
+
+# Attention of the training step on the GPU: the fused Triton kernel over the packed stream (True), or
+# PyTorch's SDPA per view size (False; `bench --attention sdpa` measures it). Both compute the same function.
+FUSED_ATTENTION = True
+
+
+def use_fused_attention(h: torch.Tensor) -> bool:
+    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for)."""
+    return FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
+
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
     """Angles (N, head_dim/2): the first half of the frequencies follow the row, the second the column."""
@@ -80,10 +94,15 @@ class Block(nn.Module):
         q, k, v = qkv.view(g.images, g.tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         return apply_rope(q, g.cos, g.sin), apply_rope(k, g.cos, g.sin), v
 
-    def forward(self, h: torch.Tensor, groups: list[ViewGroup]) -> torch.Tensor:
-        qkv = self.qkv(self.norm1(h)).split([g.size for g in groups])
-        a = torch.cat([F.scaled_dot_product_attention(*self._heads(part, g)).transpose(1, 2).reshape(g.size, -1)
-                       for part, g in zip(qkv, groups)])
+    def attention(self, qkv: torch.Tensor, groups: list[ViewGroup]) -> torch.Tensor:
+        """SDPA per group: the qkv rows (N x 3D) -> attention outputs (N x D)."""
+        return torch.cat([F.scaled_dot_product_attention(*self._heads(part, g)).transpose(1, 2).reshape(g.size, -1)
+                          for part, g in zip(qkv.split([g.size for g in groups]), groups)])
+
+    def forward(self, h: torch.Tensor, groups: list[ViewGroup], packed: PackedSequences | None = None) -> torch.Tensor:
+        """`packed` given: attention through the fused kernel (same function as `attention`)."""
+        qkv = self.qkv(self.norm1(h))
+        a = self.attention(qkv, groups) if packed is None else packed_attention(qkv, packed, self.heads)
         h = h + drop_path(self.proj(a), self.drop_rate, self.training, groups)
         return h + drop_path(self.mlp(self.norm2(h)), self.drop_rate, self.training, groups)
 
@@ -145,8 +164,9 @@ class ViT(nn.Module):
         embedded = [self._embed(x) for x in views]
         groups = [g for _, g in embedded]
         h = torch.cat([t for t, _ in embedded]) if len(embedded) > 1 else embedded[0][0]
+        packed = PackedSequences.of(groups) if use_fused_attention(h) else None
         for block in self.blocks:
-            h = block(h, groups)
+            h = block(h, groups, packed)
         return h, groups
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
