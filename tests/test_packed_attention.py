@@ -1,6 +1,6 @@
 """The fused packed attention (Triton, run here by Triton's CPU interpreter) against Block's SDPA path:
-the same outputs and the same gradients, for sequences packed in groups of different sizes into windows of
-whole sequences (64 and 128 tokens), and the windows it builds."""
+the same outputs and the same gradients, for sequences shorter and longer than a kernel tile, packed
+in groups of different sizes, with a token count that is not a multiple of the tile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ pytest.importorskip("triton")
 
 from site_builder.train import model as vit  # noqa: E402
 from site_builder.train.config import ViTConfig  # noqa: E402
-from site_builder.train.packed_attention import PackedSequences, fits, packed_attention  # noqa: E402
+from site_builder.train.packed_attention import BLOCK, PackedSequences, packed_attention  # noqa: E402
 
 CFG = ViTConfig(patch_size=4, width=64, depth=2, heads=2)  # head_dim 32
 
@@ -26,33 +26,25 @@ def _groups(grids: list[tuple[int, int]]) -> list[vit.ViewGroup]:
     return groups
 
 
-def test_tables_mark_sequences_leave_cls_unrotated_and_windows_hold_whole_sequences():
-    groups = _groups([(2, 2), (1, 3)])  # sequences of 5, 5 and 10 tokens: windows of 64
+# 65 tokens (more than one tile), 17 tokens (several sequences in a tile), 145 tokens (three tiles)
+GRIDS = [(3, 8), (5, 4), (1, 12)]
+
+
+def test_tables_mark_each_tokens_sequence_and_leave_cls_unrotated():
+    groups = _groups([(2, 2), (1, 3)])  # sequences of 5, 5 and 10 tokens
     packed = PackedSequences.of(groups)
-    assert packed.sequence.tolist() == [0] * 5 + [5] * 5 + [10] * 10
+    assert packed.starts.tolist() == [0] * 5 + [5] * 5 + [10] * 10
+    assert packed.ends.tolist() == [5] * 5 + [10] * 5 + [20] * 10
     for cls in (0, 5, 10):
         assert packed.cos[cls].eq(1).all() and packed.sin[cls].eq(0).all()
     assert torch.equal(packed.cos[11:20], groups[1].cos) and torch.equal(packed.sin[6:10], groups[0].sin)
-    assert (packed.window, packed.window_start.tolist(), packed.window_length.tolist()) == (64, [0, 10], [10, 10])
-
-    # 65-token views one per window of 128, 37-token views three per window, the last window of a group short
-    packed = PackedSequences.of(_groups([(3, 8), (7, 6)]))
-    assert packed.window == 128
-    assert packed.window_start.tolist() == [0, 65, 130, 195, 306, 417]
-    assert packed.window_length.tolist() == [65, 65, 65, 111, 111, 37]
 
 
-def test_sequences_longer_than_a_window_are_left_to_sdpa():
-    assert fits(_groups([(2, 11)]))  # 122 tokens
-    assert not fits(_groups([(2, 8), (1, 12)]))  # 145 tokens
-
-
-@pytest.mark.parametrize("grids", [[(3, 8), (5, 4), (4, 6), (2, 11)], [(5, 4), (3, 6), (1, 7)]],
-                         ids=["windows of 128", "windows of 64"])
-def test_forward_and_gradients_match_sdpa_per_group(grids):
+def test_forward_and_gradients_match_sdpa_per_group():
     torch.manual_seed(0)
-    groups = _groups(grids)
+    groups = _groups(GRIDS)
     n = sum(g.size for g in groups)
+    assert n % BLOCK and max(g.tokens for g in groups) > 2 * BLOCK
     block = vit.Block(CFG)
     qkv = torch.randn(n, 3 * CFG.width, requires_grad=True)
     grad = torch.randn(n, CFG.width)
@@ -69,7 +61,7 @@ def test_forward_and_gradients_match_sdpa_per_group(grids):
 
 def test_a_token_sees_only_its_own_sequence():
     torch.manual_seed(1)
-    groups = _groups([(4, 4)])  # four sequences of 17 tokens: all in one window
+    groups = _groups([(4, 4)])  # four sequences of 17 tokens: all in the first tile
     n = sum(g.size for g in groups)
     qkv = torch.randn(n, 3 * CFG.width)
     packed = PackedSequences.of(groups)
@@ -93,7 +85,7 @@ def test_vit_with_fused_attention_matches_sdpa(monkeypatch):
         return z.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
 
     want, want_grads = run()
-    monkeypatch.setattr(vit, "use_fused_attention", lambda h, groups: True)
+    monkeypatch.setattr(vit, "use_fused_attention", lambda h: True)
     got, got_grads = run()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     for name, g in want_grads.items():  # float32 rounding, summed over every token: to 1e-4 of the largest entry

@@ -135,7 +135,7 @@ def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
     groups = [model._embed(torch.zeros(n, cfg.in_chans, size, size, device=device))[1]
               for n, size in ((bs * aug.global_views, aug.global_size), (bs * aug.local_views, aug.local_size))]
     packed = PackedSequences.of(groups)
-    qkv = torch.randn(packed.sequence.numel(), 3 * cfg.width, device=device)
+    qkv = torch.randn(packed.starts.numel(), 3 * cfg.width, device=device)
     grad = torch.randn(qkv.shape[0], cfg.width, device=device)
     block = model.blocks[0]
     sdpa = torch.compile(lambda x: block.attention(x, groups))

@@ -17,7 +17,7 @@ from torch import nn
 from site_builder.train.config import ViTConfig
 
 try:  # Triton comes with PyTorch's CUDA wheels; without it (a CPU-only install) attention runs through SDPA
-    from site_builder.train.packed_attention import PackedSequences, fits, packed_attention
+    from site_builder.train.packed_attention import PackedSequences, packed_attention
 except ImportError:
     packed_attention = None
 
@@ -26,11 +26,9 @@ except ImportError:
 FUSED_ATTENTION = True
 
 
-def use_fused_attention(h: torch.Tensor, groups: list[ViewGroup]) -> bool:
-    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for), on
-    sequences of up to 128 tokens (views of up to 44 x 44 px with 4-px patches)."""
-    return (FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
-            and fits(groups))
+def use_fused_attention(h: torch.Tensor) -> bool:
+    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for)."""
+    return FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
 
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
@@ -166,7 +164,7 @@ class ViT(nn.Module):
         embedded = [self._embed(x) for x in views]
         groups = [g for _, g in embedded]
         h = torch.cat([t for t, _ in embedded]) if len(embedded) > 1 else embedded[0][0]
-        packed = PackedSequences.of(groups) if use_fused_attention(h, groups) else None
+        packed = PackedSequences.of(groups) if use_fused_attention(h) else None
         for block in self.blocks:
             h = block(h, groups, packed)
         return h, groups

@@ -6,14 +6,13 @@ step). PyTorch's fused attention pads every sequence to its own tile, and around
 moving tensors than attending: rotating q and k, re-laying out q/k/v per view size into B x H x T x d and
 back, and assembling the q/k/v gradients into the qkv layer's layout. Here one kernel reads q, k and v
 straight from the qkv layer's output (N x 3 x H x d, all sequences one after another), rotates q and k as it
-loads them, and writes the output in the layout the projection reads (N x H*d); one backward kernel writes
-the gradient in the qkv layer's layout (N x 3*H*d). The same numbers as `Block`'s SDPA path
-(tests/test_packed_attention.py, and `bench`'s check on the GPU).
+loads them, lets each query attend to the keys of its own sequence only, and writes the output in the layout
+the projection reads (N x H*d); the backward writes the gradient in the qkv layer's layout (N x 3*H*d).
+The same numbers as `Block`'s SDPA path (tests/test_packed_attention.py, and `bench`'s check on the GPU).
 
-Each program takes one window of whole sequences (up to 64 or 128 tokens: one 65-token view, three 37-token
-ones) and one head, so a query's keys are all in its own window: the softmax is computed whole (no running
-maximum), and the backward recomputes it and writes dq, dk and dv in one pass, without atomics. Sequences
-longer than 128 tokens are not supported here (`fits`); the model then uses SDPA.
+The kernels follow FlashAttention-2 (online softmax forward; backward recomputing the probabilities from the
+saved log-sum-exp, one kernel for dq and one for dk, dv), with block-diagonal masking: a tile of queries
+visits only the keys from the start of its first query's sequence to the end of its last one's.
 """
 
 from __future__ import annotations
@@ -29,46 +28,40 @@ import triton.language as tl
 if TYPE_CHECKING:
     from site_builder.train.model import ViewGroup
 
-LONGEST = 128  # the most tokens of a sequence the kernels take (one window)
+BLOCK = 64  # tokens per query tile and per key tile
 LOG2E = 1.4426950408889634
-
-
-def fits(groups: list[ViewGroup]) -> bool:
-    return max(g.tokens for g in groups) <= LONGEST
 
 
 @dataclass(frozen=True)
 class PackedSequences:
-    """Tables of a packed stream for the kernels: the rotary cos/sin of each token (N x head_dim/2, float32;
-    the CLS token, which has no position, gets cos 1 and sin 0), the first token of each token's sequence
-    (N, int32), and the windows of whole sequences the kernels run on (first token and length, int32), each
-    at most `window` tokens."""
+    """Per-token tables of a packed stream: the rotary cos/sin of each token (N x head_dim/2, float32; the CLS
+    token, which has no position, gets cos 1 and sin 0) and the first and one-past-last token index of the
+    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the keys a tile visits."""
 
     cos: torch.Tensor
     sin: torch.Tensor
-    sequence: torch.Tensor
-    window_start: torch.Tensor
-    window_length: torch.Tensor
-    window: int
+    starts: torch.Tensor
+    ends: torch.Tensor
+    longest: int
+
+    @property
+    def blocks(self) -> int:
+        """Key tiles a query tile may visit: its own tokens and up to longest - 1 either side."""
+        return triton.cdiv(BLOCK + 2 * (self.longest - 1), BLOCK)
 
     @classmethod
     def of(cls, groups: list[ViewGroup]) -> PackedSequences:
-        window = 64 if max(g.tokens for g in groups) <= 64 else LONGEST
-        cos, sin, sequence, window_start, window_length = [], [], [], [], []
+        cos, sin, starts, ends = [], [], [], []
         offset = 0
         for g in groups:
             device, half = g.cos.device, g.cos.shape[1]
             cos.append(torch.cat([torch.ones(1, half, device=device), g.cos]).repeat(g.images, 1))
             sin.append(torch.cat([torch.zeros(1, half, device=device), g.sin]).repeat(g.images, 1))
             first = offset + g.tokens * torch.arange(g.images, device=device, dtype=torch.int32)
-            sequence.append(first.repeat_interleave(g.tokens))
-            per_window = window // g.tokens  # whole sequences per window; the group's last may hold fewer
-            skipped = per_window * torch.arange(-(-g.images // per_window), device=device, dtype=torch.int32)
-            window_start.append(offset + g.tokens * skipped)
-            window_length.append(g.tokens * (g.images - skipped).clamp(max=per_window))
+            starts.append(first.repeat_interleave(g.tokens))
+            ends.append((first + g.tokens).repeat_interleave(g.tokens))
             offset += g.size
-        return cls(torch.cat(cos), torch.cat(sin), torch.cat(sequence), torch.cat(window_start),
-                   torch.cat(window_length), window)
+        return cls(torch.cat(cos), torch.cat(sin), torch.cat(starts), torch.cat(ends), max(g.tokens for g in groups))
 
 
 @triton.jit
@@ -99,112 +92,179 @@ def _store_unrotated(OUT, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: 
 
 
 @triton.jit
-def _load_window(QKV, COS, SIN, SEQ, WINDOW_START, WINDOW_LENGTH, head, D: tl.constexpr, HALF: tl.constexpr,
-                 W: tl.constexpr):
-    """A program's window: its tokens and which are real, their sequences, rotated q and k (halves), v."""
-    window = tl.program_id(0)
-    first = tl.load(WINDOW_START + window)
-    index = tl.arange(0, W)
-    valid = index < tl.load(WINDOW_LENGTH + window)
-    tokens = first + index
-    qa, qb = _load_rotated(QKV, COS, SIN, tokens, valid, 0, head, D, HALF)
-    ka, kb = _load_rotated(QKV, COS, SIN, tokens, valid, 1, head, D, HALF)
-    v = tl.load(QKV + tokens[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-                mask=valid[:, None], other=0.0)
-    sequence = tl.load(SEQ + tokens, mask=valid, other=-1)
-    return tokens, valid, sequence, qa, qb, ka, kb, v
-
-
-@triton.jit
-def _probabilities(qa, qb, ka, kb, sequence, qk_scale):
-    """Softmax over the keys of each query's own sequence (W x W, float32)."""
-    s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
-    s = tl.where(sequence[:, None] == sequence[None, :], s, float("-inf"))
-    p = tl.exp2(s - tl.max(s, 1)[:, None])
-    return p / tl.sum(p, 1)[:, None]
-
-
-@triton.jit
-def _packed_attention_forward(QKV, COS, SIN, SEQ, WINDOW_START, WINDOW_LENGTH, OUT, qk_scale,
-                              H: tl.constexpr, HALF: tl.constexpr, W: tl.constexpr):
-    head = tl.program_id(1)
+def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
+                              H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                              BLOCKS: tl.constexpr):
+    tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    tokens, valid, sequence, qa, qb, ka, kb, v = _load_window(QKV, COS, SIN, SEQ, WINDOW_START, WINDOW_LENGTH,
-                                                              head, D, HALF, W)
-    out = tl.dot(_probabilities(qa, qb, ka, kb, sequence, qk_scale).to(v.dtype), v)
-    tl.store(OUT + tokens[:, None] * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-             out.to(OUT.dtype.element_ty), mask=valid[:, None])
+    rows = tile * BM + tl.arange(0, BM)
+    row_ok = rows < N
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
+    row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
+    lo = tl.load(STARTS + tile * BM)
+    hi = tl.load(ENDS + tl.minimum(tile * BM + BM, N) - 1)
+    dims = tl.arange(0, 2 * HALF)
+    m = tl.full([BM], float("-inf"), tl.float32)
+    total = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, 2 * HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BN
+        if start < hi:
+            cols = start + tl.arange(0, BN)
+            col_ok = cols < hi
+            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
+            v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+                        mask=col_ok[:, None], other=0.0)
+            col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
+            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            s = tl.where(row_seq[:, None] == col_seq[None, :], s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key of theirs so far
+            p = tl.exp2(s - m_safe[:, None])
+            alpha = tl.exp2(m - m_safe)
+            total = total * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m = m_new
+    total = tl.where(row_ok, total, 1.0)
+    out = acc / total[:, None]
+    tl.store(OUT + rows[:, None] * D + head * (2 * HALF) + dims[None, :], out.to(OUT.dtype.element_ty),
+             mask=row_ok[:, None])
+    tl.store(LSE + rows * H + head, m + tl.log2(total), mask=row_ok)
 
 
 @triton.jit
-def _packed_attention_backward(QKV, COS, SIN, SEQ, WINDOW_START, WINDOW_LENGTH, GRAD, DQKV, qk_scale, scale,
-                               H: tl.constexpr, HALF: tl.constexpr, W: tl.constexpr):
-    """dq, dk and dv of a window, the probabilities recomputed (FlashAttention-2's backward in one tile)."""
-    head = tl.program_id(1)
+def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
+                                  H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                                  BLOCKS: tl.constexpr):
+    """dq for a tile of queries; also writes delta = rowsum(out * grad), which the dk/dv kernel reads."""
+    tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    tokens, valid, sequence, qa, qb, ka, kb, v = _load_window(QKV, COS, SIN, SEQ, WINDOW_START, WINDOW_LENGTH,
-                                                              head, D, HALF, W)
-    dims = tokens[:, None] * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :]
-    do = tl.load(GRAD + dims, mask=valid[:, None], other=0.0)
-    p = _probabilities(qa, qb, ka, kb, sequence, qk_scale)
-    dv = tl.dot(tl.trans(p.to(do.dtype)), do)
-    dp = tl.dot(do, tl.trans(v))
-    ds = (p * (dp - tl.sum(p * dp, 1)[:, None])).to(qa.dtype)
-    _store_unrotated(DQKV, COS, SIN, tokens, valid, 0, head, D, HALF, tl.dot(ds, ka) * scale, tl.dot(ds, kb) * scale)
-    ds_t = tl.trans(ds)
-    _store_unrotated(DQKV, COS, SIN, tokens, valid, 1, head, D, HALF, tl.dot(ds_t, qa) * scale,
-                     tl.dot(ds_t, qb) * scale)
-    tl.store(DQKV + tokens[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-             dv.to(DQKV.dtype.element_ty), mask=valid[:, None])
+    rows = tile * BM + tl.arange(0, BM)
+    row_ok = rows < N
+    dims = tl.arange(0, 2 * HALF)
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
+    od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
+    do = tl.load(GRAD + od, mask=row_ok[:, None], other=0.0)
+    o = tl.load(OUT + od, mask=row_ok[:, None], other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(DELTA + rows * H + head, delta, mask=row_ok)
+    lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
+    row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
+    lo = tl.load(STARTS + tile * BM)
+    hi = tl.load(ENDS + tl.minimum(tile * BM + BM, N) - 1)
+    ga = tl.zeros([BM, HALF], tl.float32)
+    gb = tl.zeros([BM, HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BN
+        if start < hi:
+            cols = start + tl.arange(0, BN)
+            col_ok = cols < hi
+            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
+            v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+                        mask=col_ok[:, None], other=0.0)
+            col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
+            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            p = tl.where(row_seq[:, None] == col_seq[None, :], tl.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v))
+            ds = (p * (dp - delta[:, None])).to(ka.dtype)
+            ga += tl.dot(ds, ka)
+            gb += tl.dot(ds, kb)
+    _store_unrotated(DQKV, COS, SIN, rows, row_ok, 0, head, D, HALF, ga * scale, gb * scale)
 
 
-def _launch(qkv: torch.Tensor, heads: int, window: int, windows: int) -> tuple[tuple[int, int], float, dict]:
-    """Grid (windows x heads), the softmax scale 1/sqrt(head_dim), the kernels' constants and warps."""
+@triton.jit
+def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
+                                    H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                                    BLOCKS: tl.constexpr):
+    """dk and dv for a tile of keys: the queries that see them are those of the same sequences."""
+    tile, head = tl.program_id(0), tl.program_id(1)
+    D: tl.constexpr = H * 2 * HALF
+    cols = tile * BN + tl.arange(0, BN)
+    col_ok = cols < N
+    dims = tl.arange(0, 2 * HALF)
+    ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
+    v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+                mask=col_ok[:, None], other=0.0)
+    col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
+    lo = tl.load(STARTS + tile * BN)
+    hi = tl.load(ENDS + tl.minimum(tile * BN + BN, N) - 1)
+    ga = tl.zeros([BN, HALF], tl.float32)
+    gb = tl.zeros([BN, HALF], tl.float32)
+    dv = tl.zeros([BN, 2 * HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BM
+        if start < hi:
+            rows = start + tl.arange(0, BM)
+            row_ok = rows < hi
+            qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
+            do = tl.load(GRAD + rows[:, None] * D + head * (2 * HALF) + dims[None, :], mask=row_ok[:, None], other=0.0)
+            lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
+            delta = tl.load(DELTA + rows * H + head, mask=row_ok, other=0.0)
+            row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
+            s_t = (tl.dot(ka, tl.trans(qa)) + tl.dot(kb, tl.trans(qb))) * qk_scale  # keys x queries
+            p_t = tl.where(col_seq[:, None] == row_seq[None, :], tl.exp2(s_t - lse[None, :]), 0.0)
+            dv += tl.dot(p_t.to(do.dtype), do)
+            dp_t = tl.dot(v, tl.trans(do))
+            ds_t = (p_t * (dp_t - delta[None, :])).to(qa.dtype)
+            ga += tl.dot(ds_t, qa)
+            gb += tl.dot(ds_t, qb)
+    _store_unrotated(DQKV, COS, SIN, cols, col_ok, 1, head, D, HALF, ga * scale, gb * scale)
+    tl.store(DQKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+             dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
+
+
+def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int, int], float, dict]:
+    """Grid (query or key tiles x heads), the softmax scale 1/sqrt(head_dim), the kernels' constants."""
     half = qkv.shape[1] // 3 // heads // 2
-    return (windows, heads), 1.0 / math.sqrt(2 * half), dict(H=heads, HALF=half, W=window,
-                                                            num_warps=8 if window > 64 else 4)
+    grid = (triton.cdiv(qkv.shape[0], BLOCK), heads)
+    return grid, 1.0 / math.sqrt(2 * half), dict(H=heads, HALF=half, BM=BLOCK, BN=BLOCK, BLOCKS=blocks)
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
-def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sequence: torch.Tensor,
-               window_start: torch.Tensor, window_length: torch.Tensor, heads: int, window: int) -> torch.Tensor:
-    grid, scale, constants = _launch(qkv, heads, window, window_start.numel())
+def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
+               ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    grid, scale, constants = _launch_args(qkv, heads, blocks)
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
-    _packed_attention_forward[grid](qkv, cos, sin, sequence, window_start, window_length, out, scale * LOG2E,
-                                    **constants)
-    return out
+    lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
+    _packed_attention_forward[grid](qkv, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E, **constants)
+    return out, lse
 
 
 @_attention.register_fake
-def _(qkv, cos, sin, sequence, window_start, window_length, heads, window):
-    return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
+def _(qkv, cos, sin, starts, ends, heads, blocks):
+    return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
-def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                        sequence: torch.Tensor, window_start: torch.Tensor, window_length: torch.Tensor,
-                        heads: int, window: int) -> torch.Tensor:
-    grid, scale, constants = _launch(qkv, heads, window, window_start.numel())
+def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
+                        heads: int, blocks: int) -> torch.Tensor:
+    grid, scale, constants = _launch_args(qkv, heads, blocks)
     dqkv = torch.empty_like(qkv)
-    _packed_attention_backward[grid](qkv, cos, sin, sequence, window_start, window_length, grad, dqkv,
-                                     scale * LOG2E, scale, **constants)
+    delta = torch.empty_like(lse)
+    n = qkv.shape[0]
+    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, n,
+                                        scale * LOG2E, scale, **constants)
+    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, n,
+                                          scale * LOG2E, scale, **constants)
     return dqkv
 
 
 @_attention_backward.register_fake
-def _(grad, qkv, cos, sin, sequence, window_start, window_length, heads, window):
+def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
     return torch.empty_like(qkv)
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, cos, sin, sequence, window_start, window_length, heads, window = inputs
-    ctx.save_for_backward(qkv, cos, sin, sequence, window_start, window_length)
-    ctx.heads, ctx.window = heads, window
+    qkv, cos, sin, starts, ends, heads, blocks = inputs
+    ctx.save_for_backward(qkv, cos, sin, starts, ends, *output)
+    ctx.heads, ctx.blocks = heads, blocks
 
 
-def _backward(ctx, grad_out):
-    dqkv = _attention_backward(grad_out.contiguous(), *ctx.saved_tensors, ctx.heads, ctx.window)
-    return dqkv, None, None, None, None, None, None, None
+def _backward(ctx, grad_out, _grad_lse):
+    qkv, cos, sin, starts, ends, out, lse = ctx.saved_tensors
+    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.blocks)
+    return dqkv, None, None, None, None, None, None
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
@@ -214,5 +274,5 @@ def packed_attention(qkv: torch.Tensor, packed: PackedSequences, heads: int) -> 
     """Softmax attention of every sequence of a packed stream over its own tokens, RoPE applied to q and k.
 
     qkv: N x 3*H*d, the qkv layer's output (q, k, v, each H heads of d); returns N x H*d."""
-    return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.sequence, packed.window_start,
-                      packed.window_length, heads, packed.window)
+    return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.starts, packed.ends, heads,
+                      packed.blocks)[0]
