@@ -34,15 +34,12 @@ LOG2E = 1.4426950408889634
 
 @dataclass(frozen=True)
 class PackedSequences:
-    """Tables of a packed stream: the rotary cos/sin of each position of each group's sequences (one row per
-    position, head_dim/2 columns, float32; the CLS token, which has no position, gets cos 1 and sin 0: a few
-    KB, which stay in the GPU's caches), and per token (N, int32) its row there and the first and
-    one-past-last token index of its sequence; `longest`, the most tokens of a sequence, bounds the keys a
-    tile visits."""
+    """Per-token tables of a packed stream: the rotary cos/sin of each token (N x head_dim/2, float32; the CLS
+    token, which has no position, gets cos 1 and sin 0) and the first and one-past-last token index of the
+    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the keys a tile visits."""
 
     cos: torch.Tensor
     sin: torch.Tensor
-    position: torch.Tensor
     starts: torch.Tensor
     ends: torch.Tensor
     longest: int
@@ -54,31 +51,27 @@ class PackedSequences:
 
     @classmethod
     def of(cls, groups: list[ViewGroup]) -> PackedSequences:
-        cos, sin, position, starts, ends = [], [], [], [], []
-        offset = table_rows = 0
+        cos, sin, starts, ends = [], [], [], []
+        offset = 0
         for g in groups:
             device, half = g.cos.device, g.cos.shape[1]
-            cos.append(torch.cat([torch.ones(1, half, device=device), g.cos]))
-            sin.append(torch.cat([torch.zeros(1, half, device=device), g.sin]))
-            position.append(table_rows + torch.arange(g.tokens, device=device, dtype=torch.int32).repeat(g.images))
+            cos.append(torch.cat([torch.ones(1, half, device=device), g.cos]).repeat(g.images, 1))
+            sin.append(torch.cat([torch.zeros(1, half, device=device), g.sin]).repeat(g.images, 1))
             first = offset + g.tokens * torch.arange(g.images, device=device, dtype=torch.int32)
             starts.append(first.repeat_interleave(g.tokens))
             ends.append((first + g.tokens).repeat_interleave(g.tokens))
             offset += g.size
-            table_rows += g.tokens
-        return cls(torch.cat(cos), torch.cat(sin), torch.cat(position), torch.cat(starts), torch.cat(ends),
-                   max(g.tokens for g in groups))
+        return cls(torch.cat(cos), torch.cat(sin), torch.cat(starts), torch.cat(ends), max(g.tokens for g in groups))
 
 
 @triton.jit
-def _load_rotated(QKV, COS, SIN, POS, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr,
-                  HALF: tl.constexpr):
+def _load_rotated(QKV, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr, HALF: tl.constexpr):
     """q (slot 0) or k (slot 1) of `tokens` for one head, rotated, in the input's dtype: two halves."""
     half = tl.arange(0, HALF)
     ptr = QKV + tokens[:, None] * (3 * D) + slot * D + head * (2 * HALF) + half[None, :]
     a = tl.load(ptr, mask=valid[:, None], other=0.0)
     b = tl.load(ptr + HALF, mask=valid[:, None], other=0.0)
-    table = tl.load(POS + tokens, mask=valid, other=0)[:, None] * HALF + half[None, :]
+    table = tokens[:, None] * HALF + half[None, :]
     c = tl.load(COS + table, mask=valid[:, None], other=1.0)
     s = tl.load(SIN + table, mask=valid[:, None], other=0.0)
     af, bf = a.to(tl.float32), b.to(tl.float32)
@@ -86,11 +79,11 @@ def _load_rotated(QKV, COS, SIN, POS, tokens, valid, slot: tl.constexpr, head, D
 
 
 @triton.jit
-def _store_unrotated(OUT, COS, SIN, POS, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr,
+def _store_unrotated(OUT, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr,
                      HALF: tl.constexpr, ga, gb):
     """Store the gradient of the rotated halves (ga, gb) as the gradient of the unrotated q or k."""
     half = tl.arange(0, HALF)
-    table = tl.load(POS + tokens, mask=valid, other=0)[:, None] * HALF + half[None, :]
+    table = tokens[:, None] * HALF + half[None, :]
     c = tl.load(COS + table, mask=valid[:, None], other=1.0)
     s = tl.load(SIN + table, mask=valid[:, None], other=0.0)
     ptr = OUT + tokens[:, None] * (3 * D) + slot * D + head * (2 * HALF) + half[None, :]
@@ -99,14 +92,14 @@ def _store_unrotated(OUT, COS, SIN, POS, tokens, valid, slot: tl.constexpr, head
 
 
 @triton.jit
-def _packed_attention_forward(QKV, COS, SIN, POS, STARTS, ENDS, OUT, LSE, N, qk_scale,
+def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
                               H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                               BLOCKS: tl.constexpr):
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
     rows = tile * BM + tl.arange(0, BM)
     row_ok = rows < N
-    qa, qb = _load_rotated(QKV, COS, SIN, POS, rows, row_ok, 0, head, D, HALF)
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
     lo = tl.load(STARTS + tile * BM)
     hi = tl.load(ENDS + tl.minimum(tile * BM + BM, N) - 1)
@@ -119,7 +112,7 @@ def _packed_attention_forward(QKV, COS, SIN, POS, STARTS, ENDS, OUT, LSE, N, qk_
         if start < hi:
             cols = start + tl.arange(0, BN)
             col_ok = cols < hi
-            ka, kb = _load_rotated(QKV, COS, SIN, POS, cols, col_ok, 1, head, D, HALF)
+            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
             v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
                         mask=col_ok[:, None], other=0.0)
             col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
@@ -140,7 +133,7 @@ def _packed_attention_forward(QKV, COS, SIN, POS, STARTS, ENDS, OUT, LSE, N, qk_
 
 
 @triton.jit
-def _packed_attention_backward_dq(QKV, COS, SIN, POS, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
+def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
                                   H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                   BLOCKS: tl.constexpr):
     """dq for a tile of queries; also writes delta = rowsum(out * grad), which the dk/dv kernel reads."""
@@ -149,7 +142,7 @@ def _packed_attention_backward_dq(QKV, COS, SIN, POS, STARTS, ENDS, OUT, GRAD, L
     rows = tile * BM + tl.arange(0, BM)
     row_ok = rows < N
     dims = tl.arange(0, 2 * HALF)
-    qa, qb = _load_rotated(QKV, COS, SIN, POS, rows, row_ok, 0, head, D, HALF)
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
     do = tl.load(GRAD + od, mask=row_ok[:, None], other=0.0)
     o = tl.load(OUT + od, mask=row_ok[:, None], other=0.0)
@@ -166,7 +159,7 @@ def _packed_attention_backward_dq(QKV, COS, SIN, POS, STARTS, ENDS, OUT, GRAD, L
         if start < hi:
             cols = start + tl.arange(0, BN)
             col_ok = cols < hi
-            ka, kb = _load_rotated(QKV, COS, SIN, POS, cols, col_ok, 1, head, D, HALF)
+            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
             v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
                         mask=col_ok[:, None], other=0.0)
             col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
@@ -176,11 +169,11 @@ def _packed_attention_backward_dq(QKV, COS, SIN, POS, STARTS, ENDS, OUT, GRAD, L
             ds = (p * (dp - delta[:, None])).to(ka.dtype)
             ga += tl.dot(ds, ka)
             gb += tl.dot(ds, kb)
-    _store_unrotated(DQKV, COS, SIN, POS, rows, row_ok, 0, head, D, HALF, ga * scale, gb * scale)
+    _store_unrotated(DQKV, COS, SIN, rows, row_ok, 0, head, D, HALF, ga * scale, gb * scale)
 
 
 @triton.jit
-def _packed_attention_backward_dkdv(QKV, COS, SIN, POS, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
+def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
                                     H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                     BLOCKS: tl.constexpr):
     """dk and dv for a tile of keys: the queries that see them are those of the same sequences."""
@@ -189,7 +182,7 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, POS, STARTS, ENDS, GRAD, LSE,
     cols = tile * BN + tl.arange(0, BN)
     col_ok = cols < N
     dims = tl.arange(0, 2 * HALF)
-    ka, kb = _load_rotated(QKV, COS, SIN, POS, cols, col_ok, 1, head, D, HALF)
+    ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
     v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
                 mask=col_ok[:, None], other=0.0)
     col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
@@ -203,7 +196,7 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, POS, STARTS, ENDS, GRAD, LSE,
         if start < hi:
             rows = start + tl.arange(0, BM)
             row_ok = rows < hi
-            qa, qb = _load_rotated(QKV, COS, SIN, POS, rows, row_ok, 0, head, D, HALF)
+            qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
             do = tl.load(GRAD + rows[:, None] * D + head * (2 * HALF) + dims[None, :], mask=row_ok[:, None], other=0.0)
             lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + rows * H + head, mask=row_ok, other=0.0)
@@ -215,7 +208,7 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, POS, STARTS, ENDS, GRAD, LSE,
             ds_t = (p_t * (dp_t - delta[None, :])).to(qa.dtype)
             ga += tl.dot(ds_t, qa)
             gb += tl.dot(ds_t, qb)
-    _store_unrotated(DQKV, COS, SIN, POS, cols, col_ok, 1, head, D, HALF, ga * scale, gb * scale)
+    _store_unrotated(DQKV, COS, SIN, cols, col_ok, 1, head, D, HALF, ga * scale, gb * scale)
     tl.store(DQKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
              dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
 
@@ -228,52 +221,50 @@ def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int,
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
-def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, position: torch.Tensor,
-               starts: torch.Tensor, ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
+               ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
     lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
-    _packed_attention_forward[grid](qkv, cos, sin, position, starts, ends, out, lse, qkv.shape[0], scale * LOG2E,
-                                    **constants)
+    _packed_attention_forward[grid](qkv, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E, **constants)
     return out, lse
 
 
 @_attention.register_fake
-def _(qkv, cos, sin, position, starts, ends, heads, blocks):
+def _(qkv, cos, sin, starts, ends, heads, blocks):
     return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
 def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                        cos: torch.Tensor, sin: torch.Tensor, position: torch.Tensor, starts: torch.Tensor,
-                        ends: torch.Tensor, heads: int, blocks: int) -> torch.Tensor:
+                        cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
+                        heads: int, blocks: int) -> torch.Tensor:
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     dqkv = torch.empty_like(qkv)
     delta = torch.empty_like(lse)
     n = qkv.shape[0]
-    _packed_attention_backward_dq[grid](qkv, cos, sin, position, starts, ends, out, grad, lse, delta, dqkv, n,
+    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, n,
                                         scale * LOG2E, scale, **constants)
-    _packed_attention_backward_dkdv[grid](qkv, cos, sin, position, starts, ends, grad, lse, delta, dqkv, n,
+    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, n,
                                           scale * LOG2E, scale, **constants)
     return dqkv
 
 
 @_attention_backward.register_fake
-def _(grad, qkv, out, lse, cos, sin, position, starts, ends, heads, blocks):
+def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
     return torch.empty_like(qkv)
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, cos, sin, position, starts, ends, heads, blocks = inputs
-    ctx.save_for_backward(qkv, cos, sin, position, starts, ends, *output)
+    qkv, cos, sin, starts, ends, heads, blocks = inputs
+    ctx.save_for_backward(qkv, cos, sin, starts, ends, *output)
     ctx.heads, ctx.blocks = heads, blocks
 
 
 def _backward(ctx, grad_out, _grad_lse):
-    qkv, cos, sin, position, starts, ends, out, lse = ctx.saved_tensors
-    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, position, starts, ends, ctx.heads,
-                               ctx.blocks)
-    return dqkv, None, None, None, None, None, None, None
+    qkv, cos, sin, starts, ends, out, lse = ctx.saved_tensors
+    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.blocks)
+    return dqkv, None, None, None, None, None, None
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
@@ -283,5 +274,5 @@ def packed_attention(qkv: torch.Tensor, packed: PackedSequences, heads: int) -> 
     """Softmax attention of every sequence of a packed stream over its own tokens, RoPE applied to q and k.
 
     qkv: N x 3*H*d, the qkv layer's output (q, k, v, each H heads of d); returns N x H*d."""
-    return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.position, packed.starts, packed.ends, heads,
+    return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.starts, packed.ends, heads,
                       packed.blocks)[0]
