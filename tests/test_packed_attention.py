@@ -85,7 +85,7 @@ def test_vit_with_fused_attention_matches_sdpa(monkeypatch):
         return z.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
 
     want, want_grads = run()
-    monkeypatch.setattr(vit, "use_fused_attention", lambda h: True)
+    monkeypatch.setattr(vit, "use_fused_attention", lambda h, head_dim: True)
     got, got_grads = run()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     for name, g in want_grads.items():  # float32 rounding, summed over every token: to 1e-4 of the largest entry

@@ -3,7 +3,7 @@
     python -m site_builder.train.bench --data DIR [--data DIR2 ...] [--steps 40] [--workers 14]
 
 - ours: the uint8 data set on the GPU, views made by the batched GPU augmentations, bf16 autocast,
-  fused SDPA, torch.compile, fused AdamW, no host sync in the timed loop;
+  packed views with our fused attention kernel, torch.compile, fused AdamW, no host sync in the timed loop;
 - reference: what LeJEPA's minimal example does: a torch DataLoader whose workers decode each image to
   PIL and augment it per sample with torchvision transforms (same recipe, same views), pinned batches
   copied to the GPU, the same model in eager mode with bf16 autocast;

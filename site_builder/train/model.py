@@ -26,9 +26,11 @@ except ImportError:
 FUSED_ATTENTION = True
 
 
-def use_fused_attention(h: torch.Tensor) -> bool:
-    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for)."""
-    return FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
+def use_fused_attention(h: torch.Tensor, head_dim: int) -> bool:
+    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for), with
+    heads of 32, 64 or 128 dimensions (its tiles need halves of a power of two of at least 16)."""
+    return (FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
+            and head_dim in (32, 64, 128))
 
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
@@ -164,7 +166,7 @@ class ViT(nn.Module):
         embedded = [self._embed(x) for x in views]
         groups = [g for _, g in embedded]
         h = torch.cat([t for t, _ in embedded]) if len(embedded) > 1 else embedded[0][0]
-        packed = PackedSequences.of(groups) if use_fused_attention(h) else None
+        packed = PackedSequences.of(groups) if use_fused_attention(h, self.cfg.width // self.cfg.heads) else None
         for block in self.blocks:
             h = block(h, groups, packed)
         return h, groups

@@ -46,7 +46,8 @@ class PackedSequences:
 
     @property
     def blocks(self) -> int:
-        """Key tiles a query tile may visit: its own tokens and up to longest - 1 either side."""
+        """Key tiles a query tile may visit: its own tokens and up to longest - 1 either side (a constant of
+        the compiled kernels: Triton's interpreter, which the tests use, cannot loop to a loaded bound)."""
         return triton.cdiv(BLOCK + 2 * (self.longest - 1), BLOCK)
 
     @classmethod
