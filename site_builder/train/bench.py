@@ -125,7 +125,8 @@ def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
     """The fused kernel against SDPA per view size on one block at the benchmark's shapes (random q, k, v):
     the largest absolute error of the output and of the qkv gradient against SDPA in float32, for the
     fused kernel and for SDPA, both in bf16; and the median ms of one layer's attention, forward and
-    backward, for each (SDPA's compiled, so that its RoPE and re-layouts are fused as in training)."""
+    backward, for each (SDPA's compiled, so that its RoPE and re-layouts are fused as in training; both
+    timings include the same cast of the float32 inputs to bf16)."""
     from triton.testing import do_bench
 
     from site_builder.train.packed_attention import PackedSequences, packed_attention
