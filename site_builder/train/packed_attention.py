@@ -93,6 +93,22 @@ def _store_unrotated(OUT, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: 
 
 
 @triton.jit
+def _load_keys(QKV, COS, SIN, STARTS, cols, valid, head, D: tl.constexpr, HALF: tl.constexpr):
+    """k (rotated halves) and v of `cols` for one head, and the first token of each one's sequence (-2 where
+    not `valid`, which matches no query)."""
+    ka, kb = _load_rotated(QKV, COS, SIN, cols, valid, 1, head, D, HALF)
+    v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
+                mask=valid[:, None], other=0.0)
+    return ka, kb, v, tl.load(STARTS + cols, mask=valid, other=-2)
+
+
+@triton.jit
+def _span(STARTS, ENDS, tile, size, N):
+    """The tokens the sequences of a tile (`size` tokens from tile * size) cover: [first start, last end)."""
+    return tl.load(STARTS + tile * size), tl.load(ENDS + tl.minimum(tile * size + size, N) - 1)
+
+
+@triton.jit
 def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
                               H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                               BLOCKS: tl.constexpr):
@@ -102,8 +118,7 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
     row_ok = rows < N
     qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    lo = tl.load(STARTS + tile * BM)
-    hi = tl.load(ENDS + tl.minimum(tile * BM + BM, N) - 1)
+    lo, hi = _span(STARTS, ENDS, tile, BM, N)
     dims = tl.arange(0, 2 * HALF)
     m = tl.full([BM], float("-inf"), tl.float32)
     total = tl.zeros([BM], tl.float32)
@@ -113,10 +128,7 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
         if start < hi:
             cols = start + tl.arange(0, BN)
             col_ok = cols < hi
-            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
-            v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
-                        mask=col_ok[:, None], other=0.0)
-            col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
+            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
             s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
             s = tl.where(row_seq[:, None] == col_seq[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
@@ -151,8 +163,7 @@ def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, D
     tl.store(DELTA + rows * H + head, delta, mask=row_ok)
     lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    lo = tl.load(STARTS + tile * BM)
-    hi = tl.load(ENDS + tl.minimum(tile * BM + BM, N) - 1)
+    lo, hi = _span(STARTS, ENDS, tile, BM, N)
     ga = tl.zeros([BM, HALF], tl.float32)
     gb = tl.zeros([BM, HALF], tl.float32)
     for j in range(0, BLOCKS):
@@ -160,10 +171,7 @@ def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, D
         if start < hi:
             cols = start + tl.arange(0, BN)
             col_ok = cols < hi
-            ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
-            v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
-                        mask=col_ok[:, None], other=0.0)
-            col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
+            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
             s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
             p = tl.where(row_seq[:, None] == col_seq[None, :], tl.exp2(s - lse[:, None]), 0.0)
             dp = tl.dot(do, tl.trans(v))
@@ -183,12 +191,8 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
     cols = tile * BN + tl.arange(0, BN)
     col_ok = cols < N
     dims = tl.arange(0, 2 * HALF)
-    ka, kb = _load_rotated(QKV, COS, SIN, cols, col_ok, 1, head, D, HALF)
-    v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
-                mask=col_ok[:, None], other=0.0)
-    col_seq = tl.load(STARTS + cols, mask=col_ok, other=-2)
-    lo = tl.load(STARTS + tile * BN)
-    hi = tl.load(ENDS + tl.minimum(tile * BN + BN, N) - 1)
+    ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
+    lo, hi = _span(STARTS, ENDS, tile, BN, N)
     ga = tl.zeros([BN, HALF], tl.float32)
     gb = tl.zeros([BN, HALF], tl.float32)
     dv = tl.zeros([BN, 2 * HALF], tl.float32)
