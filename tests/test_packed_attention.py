@@ -26,8 +26,9 @@ def _groups(grids: list[tuple[int, int]]) -> list[vit.ViewGroup]:
     return groups
 
 
-# 65 tokens (more than one tile), 17 tokens (several sequences in a tile), 145 tokens (three tiles)
-GRIDS = [(3, 8), (5, 4), (1, 12)]
+# 65 tokens (more than one tile), 17 tokens (several sequences in a tile), 37 tokens (the recipe's local
+# views), 145 tokens (three tiles): tiles whose spans end in chunks of every width the kernels use
+GRIDS = [(3, 8), (5, 4), (4, 6), (1, 12)]
 
 
 def test_tables_mark_each_tokens_sequence_and_leave_cls_unrotated():
@@ -47,33 +48,37 @@ def test_forward_and_gradients_match_sdpa_per_group():
     assert n % BLOCK and max(g.tokens for g in groups) > 2 * BLOCK
     block = vit.Block(CFG)
     qkv = torch.randn(n, 3 * CFG.width, requires_grad=True)
+    bias = torch.randn(3 * CFG.width, requires_grad=True)
     grad = torch.randn(n, CFG.width)
 
-    want = block.attention(qkv, groups)
-    (want_dqkv,) = torch.autograd.grad(want, qkv, grad)
-    got = packed_attention(qkv, PackedSequences.of(groups), CFG.heads)
-    (got_dqkv,) = torch.autograd.grad(got, qkv, grad)
+    want = block.attention(qkv + bias, groups)
+    want_dqkv, want_dbias = torch.autograd.grad(want, (qkv, bias), grad)
+    got = packed_attention(qkv, bias, PackedSequences.of(groups), CFG.heads)
+    got_dqkv, got_dbias = torch.autograd.grad(got, (qkv, bias), grad)
 
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_dqkv, want_dqkv, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got_dbias, want_dbias, rtol=1e-4, atol=1e-4)
 
 
 def test_a_token_sees_only_its_own_sequence():
     torch.manual_seed(1)
     groups = _groups([(4, 4)])  # four sequences of 17 tokens: all in the first tile
     n = sum(g.size for g in groups)
-    qkv = torch.randn(n, 3 * CFG.width)
+    qkv, bias = torch.randn(n, 3 * CFG.width), torch.randn(3 * CFG.width)
     packed = PackedSequences.of(groups)
-    out = packed_attention(qkv, packed, CFG.heads)
+    out = packed_attention(qkv, bias, packed, CFG.heads)
     changed = qkv.clone()
     changed[17:34] += torch.randn(17, 3 * CFG.width)  # the second sequence only
-    moved = (packed_attention(changed, packed, CFG.heads) - out).abs().amax(1) > 1e-6
+    moved = (packed_attention(changed, bias, packed, CFG.heads) - out).abs().amax(1) > 1e-6
     assert moved.tolist() == [False] * 17 + [True] * 17 + [False] * 34
 
 
-def test_vit_with_fused_attention_matches_sdpa(monkeypatch):
-    """The whole backbone on packed global + local views: embeddings and every parameter's gradient."""
+@pytest.mark.parametrize("fused_gelu", [False, True])
+def test_vit_with_fused_kernels_matches_pytorch(monkeypatch, fused_gelu):
+    """The whole backbone on packed global + local views, with our attention (and GELU) kernels against
+    PyTorch's SDPA (and nn.Linear + nn.GELU): embeddings and every parameter's gradient."""
     torch.manual_seed(2)
     model = vit.ViT(CFG)
     glob, loc = torch.randn(3, 3, 32, 32), torch.randn(6, 3, 16, 16)
@@ -86,6 +91,7 @@ def test_vit_with_fused_attention_matches_sdpa(monkeypatch):
 
     want, want_grads = run()
     monkeypatch.setattr(vit, "use_fused_attention", lambda h, head_dim: True)
+    monkeypatch.setattr(vit, "use_fused_gelu", lambda h: fused_gelu)
     got, got_grads = run()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     for name, g in want_grads.items():  # float32 rounding, summed over every token: to 1e-4 of the largest entry

@@ -12,7 +12,9 @@
 Options for measuring one optimisation at a time (run the command twice in one session, with and without):
 `--separate-views` (the global and local views through the backbone one batch after the other, as before
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
-view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--compile-mode` (torch.compile's mode).
+view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
+GELU, the default, or PyTorch's), `--coordinate-descent` (Inductor tunes its kernels' launch configurations),
+`--compile-mode` (torch.compile's mode).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
@@ -86,6 +88,12 @@ ATTENTION_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "ef
                      "math": "MATH"}
 
 
+def use_gelu_kernel(name: str) -> None:
+    """'fused': our Triton kernels for the MLP's bias + GELU (the training step's default on the GPU);
+    'torch': nn.Linear's bias and nn.GELU, compiled by Inductor."""
+    vit.FUSED_GELU = name == "fused"
+
+
 def use_attention_kernel(name: str) -> None:
     """'fused': our Triton kernel (the training step's default on the GPU); 'sdpa': SDPA per view size with
     PyTorch's choice of kernel; else SDPA (and torch.compile's lowering of it) with only this kernel."""
@@ -122,11 +130,11 @@ def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Ob
 
 
 def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
-    """The fused kernel against SDPA per view size on one block at the benchmark's shapes (random q, k, v):
-    the largest absolute error of the output and of the qkv gradient against SDPA in float32, for the
+    """The fused kernel against SDPA per view size on one block at the benchmark's shapes (random q, k, v and
+    bias): the largest absolute error of the output and of the qkv gradient against SDPA in float32, for the
     fused kernel and for SDPA, both in bf16; and the median ms of one layer's attention, forward and
-    backward, for each (SDPA's compiled, so that its RoPE and re-layouts are fused as in training; both
-    timings include the same cast of the float32 inputs to bf16)."""
+    backward, for each (SDPA's compiled, so that its bias, RoPE and re-layouts are fused as in training;
+    both timings include the same cast of the float32 inputs to bf16)."""
     from triton.testing import do_bench
 
     from site_builder.train.packed_attention import PackedSequences, packed_attention
@@ -137,17 +145,18 @@ def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
               for n, size in ((bs * aug.global_views, aug.global_size), (bs * aug.local_views, aug.local_size))]
     packed = PackedSequences.of(groups)
     qkv = torch.randn(packed.starts.numel(), 3 * cfg.width, device=device)
+    bias = torch.randn(3 * cfg.width, device=device)
     grad = torch.randn(qkv.shape[0], cfg.width, device=device)
     block = model.blocks[0]
-    sdpa = torch.compile(lambda x: block.attention(x, groups))
-    ways = {"sdpa": sdpa, "fused": lambda x: packed_attention(x, packed, cfg.heads)}
+    sdpa = torch.compile(lambda x: block.attention(x + bias, groups))
+    ways = {"sdpa": sdpa, "fused": lambda x: packed_attention(x, bias, packed, cfg.heads)}
 
     def run(fn, dtype):
         x = qkv.to(dtype).requires_grad_()
         out = fn(x)
         return out, torch.autograd.grad(out, x, grad.to(dtype))[0]
 
-    want = run(lambda x: block.attention(x, groups), torch.float32)
+    want = run(lambda x: block.attention(x + bias, groups), torch.float32)
     result = {}
     for name, fn in ways.items():
         out, dqkv = run(fn, torch.bfloat16)
@@ -258,6 +267,10 @@ def main(argv=None) -> int:
     p.add_argument("--attention", choices=["fused", "sdpa", *ATTENTION_KERNELS], default="fused",
                    help="fused: our Triton kernel (default); sdpa: SDPA per view size, PyTorch's kernel choice; "
                         "else SDPA with only that kernel")
+    p.add_argument("--gelu", choices=["fused", "torch"], default="fused",
+                   help="fused: our Triton kernels for the MLP's bias + GELU (default); torch: nn.Linear + nn.GELU")
+    p.add_argument("--coordinate-descent", action="store_true",
+                   help="Inductor tunes the launch configuration of each of its kernels (coordinate descent)")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode of the model (default, max-autotune-no-cudagraphs, max-autotune, ...)")
     p.add_argument("--json", help="also write the results to this file")
@@ -266,6 +279,10 @@ def main(argv=None) -> int:
 
     torch.backends.cuda.matmul.allow_tf32 = True
     use_attention_kernel(args.attention)
+    use_gelu_kernel(args.gelu)
+    import torch._inductor.config as inductor
+
+    inductor.coordinate_descent_tuning = args.coordinate_descent
     device = torch.device("cuda")
     preset = SIZES[args.size]
     cfg = ViTConfig(**{k[6:]: v for k, v in preset.items() if k.startswith("model.")})
@@ -305,8 +322,9 @@ def main(argv=None) -> int:
     summary = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": bs,
                "size": args.size, "views": [aug.global_views, aug.global_size, aug.local_views, aug.local_size],
                "workers": args.workers, "train_gflops_per_image": flops / 1e9,
-               "ours": {"packed_views": not args.separate_views, "attention": args.attention,
-                        "compile_mode": args.compile_mode}, "results": results}
+               "ours": {"packed_views": not args.separate_views, "attention": args.attention, "gelu": args.gelu,
+                        "coordinate_descent": args.coordinate_descent, "compile_mode": args.compile_mode},
+               "results": results}
     if check:
         summary["attention_check"] = check
     base = results.get("ours, compiled model (baseline)", {}).get("images_per_s")

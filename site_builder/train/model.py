@@ -16,21 +16,31 @@ from torch import nn
 
 from site_builder.train.config import ViTConfig
 
-try:  # Triton comes with PyTorch's CUDA wheels; without it (a CPU-only install) attention runs through SDPA
+try:  # Triton comes with PyTorch's CUDA wheels; without it (a CPU-only install) PyTorch's own ops run
+    from site_builder.train.bias_gelu import bias_gelu
     from site_builder.train.packed_attention import PackedSequences, packed_attention
 except ImportError:
-    packed_attention = None
+    bias_gelu = packed_attention = None
 
-# Attention of the training step on the GPU: the fused Triton kernel over the packed stream (True), or
-# PyTorch's SDPA per view size (False; `bench --attention sdpa` measures it). Both compute the same function.
-FUSED_ATTENTION = True
+# The training step's kernels on the GPU: our Triton kernels (True), or PyTorch's (False; `bench --attention
+# sdpa` and `bench --gelu torch` measure them). Each pair computes the same function.
+FUSED_ATTENTION = True  # attention over the packed stream (train/packed_attention.py), else SDPA per view size
+FUSED_GELU = True  # the MLP's bias + GELU (train/bias_gelu.py), else nn.Linear's bias and nn.GELU
+
+
+def _fused_kernels_apply(h: torch.Tensor) -> bool:
+    """Our kernels run for CUDA tokens under autocast (bf16 or fp16 inputs, as they were built for)."""
+    return packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
 
 
 def use_fused_attention(h: torch.Tensor, head_dim: int) -> bool:
-    """The fused kernel runs for CUDA tokens under autocast (bf16 or fp16 inputs, as it was built for), with
-    heads of 32, 64 or 128 dimensions (its tiles need halves of a power of two of at least 16)."""
-    return (FUSED_ATTENTION and packed_attention is not None and h.is_cuda and torch.is_autocast_enabled("cuda")
-            and head_dim in (32, 64, 128))
+    """The fused attention also needs heads of 32, 64 or 128 dimensions (its tiles need halves of a power of
+    two of at least 16)."""
+    return FUSED_ATTENTION and _fused_kernels_apply(h) and head_dim in (32, 64, 128)
+
+
+def use_fused_gelu(h: torch.Tensor) -> bool:
+    return FUSED_GELU and _fused_kernels_apply(h)
 
 
 def _rope_angles(grid_h: int, grid_w: int, head_dim: int, base: float, device) -> torch.Tensor:
@@ -101,12 +111,23 @@ class Block(nn.Module):
         return torch.cat([F.scaled_dot_product_attention(*self._heads(part, g)).transpose(1, 2).reshape(g.size, -1)
                           for part, g in zip(qkv.split([g.size for g in groups]), groups)])
 
-    def forward(self, h: torch.Tensor, groups: list[ViewGroup], packed: PackedSequences | None = None) -> torch.Tensor:
-        """`packed` given: attention through the fused kernel (same function as `attention`)."""
-        qkv = self.qkv(self.norm1(h))
-        a = self.attention(qkv, groups) if packed is None else packed_attention(qkv, packed, self.heads)
+    def forward(self, h: torch.Tensor, groups: list[ViewGroup], packed: PackedSequences | None = None,
+                fused_gelu: bool = False) -> torch.Tensor:
+        """`packed` given: attention through the fused kernel (same function as `attention`); `fused_gelu`:
+        the MLP's first bias and GELU through ours (same function as `self.mlp`)."""
+        x = self.norm1(h)
+        if packed is None:
+            a = self.attention(self.qkv(x), groups)
+        else:
+            a = packed_attention(F.linear(x, self.qkv.weight), self.qkv.bias, packed, self.heads)
         h = h + drop_path(self.proj(a), self.drop_rate, self.training, groups)
-        return h + drop_path(self.mlp(self.norm2(h)), self.drop_rate, self.training, groups)
+        x = self.norm2(h)
+        if fused_gelu:
+            fc1, _, fc2 = self.mlp
+            x = fc2(bias_gelu(F.linear(x, fc1.weight), fc1.bias))
+        else:
+            x = self.mlp(x)
+        return h + drop_path(x, self.drop_rate, self.training, groups)
 
     def forward_with_attention(self, h: torch.Tensor, group: ViewGroup):
         """Same as forward (one group, eval), with the attention probabilities computed explicitly and
@@ -167,8 +188,9 @@ class ViT(nn.Module):
         groups = [g for _, g in embedded]
         h = torch.cat([t for t, _ in embedded]) if len(embedded) > 1 else embedded[0][0]
         packed = PackedSequences.of(groups) if use_fused_attention(h, self.cfg.width // self.cfg.heads) else None
+        fused_gelu = use_fused_gelu(h)
         for block in self.blocks:
-            h = block(h, groups, packed)
+            h = block(h, groups, packed, fused_gelu)
         return h, groups
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
