@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-ROWS, COLS, WARPS = 64, 128, 8  # one program's tile of tokens x hidden units, and its warps
+ROWS, COLS, WARPS = 32, 128, 4  # one program's tile of tokens x hidden units, and its warps
 SQRT1_2 = tl.constexpr(0.7071067811865476)
 INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 

@@ -116,10 +116,7 @@ class Block(nn.Module):
         """`packed` given: attention through the fused kernel (same function as `attention`); `fused_gelu`:
         the MLP's first bias and GELU through ours (same function as `self.mlp`)."""
         x = self.norm1(h)
-        if packed is None:
-            a = self.attention(self.qkv(x), groups)
-        else:
-            a = packed_attention(F.linear(x, self.qkv.weight), self.qkv.bias, packed, self.heads)
+        a = self.attention(self.qkv(x), groups) if packed is None else packed_attention(x, self.qkv, packed, self.heads)
         h = h + drop_path(self.proj(a), self.drop_rate, self.training, groups)
         x = self.norm2(h)
         if fused_gelu:

@@ -5,12 +5,12 @@ Why: the ViT's sequences are short (65 tokens for a 32-px view, 37 for a 24-px o
 step). PyTorch's fused attention pads every sequence to its own tile, and around it the step spent more time
 moving tensors than attending: rotating q and k, re-laying out q/k/v per view size into B x H x T x d and
 back, and assembling the q/k/v gradients into the qkv layer's layout. Here one kernel reads q, k and v
-straight from the qkv layer's product (N x 3 x H x d, all sequences one after another), adds the layer's
-bias and rotates q and k as it loads them, lets each query attend to the keys of its own sequence only, and
-writes the output in the layout the projection reads (N x H*d); the backward writes the gradient in the qkv
-layer's layout (N x 3*H*d) and, per tile, its column sums, so that the bias gradient needs no further pass
-over the gradient. The same numbers as `Block`'s SDPA path (tests/test_packed_attention.py, and
-`bench`'s check on the GPU).
+straight from the qkv layer's output (N x 3 x H x d, all sequences one after another), rotates q and k as it
+loads them, lets each query attend to the keys of its own sequence only, and writes the output in the layout
+the projection reads (N x H*d); the backward writes the gradient in the qkv layer's layout (N x 3*H*d) and,
+per tile, its column sums. The op includes the qkv layer itself, so that its bias gradient is the sum of
+those (a few MB) instead of another pass over the whole gradient. The same numbers as `Block`'s SDPA path
+(tests/test_packed_attention.py, and `bench`'s check on the GPU).
 
 The kernels follow FlashAttention-2 (online softmax forward; backward recomputing the probabilities from the
 saved log-sum-exp, one kernel for dq and one for dk, dv), with block-diagonal masking: a tile of queries
@@ -68,19 +68,17 @@ class PackedSequences:
 
 
 @triton.jit
-def _load_rotated(QKV, BIAS, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr,
-                  HALF: tl.constexpr):
-    """q (slot 0) or k (slot 1) of `tokens` for one head, bias added and rotated, in the input's dtype: two
-    halves."""
+def _load_rotated(QKV, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr, HALF: tl.constexpr):
+    """q (slot 0) or k (slot 1) of `tokens` for one head, rotated, in the input's dtype: two halves."""
     half = tl.arange(0, HALF)
-    col = slot * D + head * (2 * HALF) + half
-    ptr = QKV + tokens[:, None] * (3 * D) + col[None, :]
-    a = tl.load(ptr, mask=valid[:, None], other=0.0).to(tl.float32) + tl.load(BIAS + col)[None, :]
-    b = tl.load(ptr + HALF, mask=valid[:, None], other=0.0).to(tl.float32) + tl.load(BIAS + col + HALF)[None, :]
+    ptr = QKV + tokens[:, None] * (3 * D) + slot * D + head * (2 * HALF) + half[None, :]
+    a = tl.load(ptr, mask=valid[:, None], other=0.0)
+    b = tl.load(ptr + HALF, mask=valid[:, None], other=0.0)
     table = tokens[:, None] * HALF + half[None, :]
     c = tl.load(COS + table, mask=valid[:, None], other=1.0)
     s = tl.load(SIN + table, mask=valid[:, None], other=0.0)
-    return (a * c - b * s).to(QKV.dtype.element_ty), (a * s + b * c).to(QKV.dtype.element_ty)
+    af, bf = a.to(tl.float32), b.to(tl.float32)
+    return (af * c - bf * s).to(a.dtype), (af * s + bf * c).to(a.dtype)
 
 
 @triton.jit
@@ -105,16 +103,12 @@ def _store_unrotated(DQKV, PARTIAL, COS, SIN, tokens, valid, tile, slot: tl.cons
 
 
 @triton.jit
-def _load_keys(QKV, BIAS, COS, SIN, STARTS, start, hi, head, D: tl.constexpr, HALF: tl.constexpr,
-               WIDTH: tl.constexpr):
-    """The WIDTH tokens from `start` (those before `hi` valid) as keys of one head: k (rotated halves), v,
-    and the first token of each one's sequence (-2 where not valid, which matches no query)."""
-    cols = start + tl.arange(0, WIDTH)
-    valid = cols < hi
-    ka, kb = _load_rotated(QKV, BIAS, COS, SIN, cols, valid, 1, head, D, HALF)
-    col = 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)
-    v = tl.load(QKV + cols[:, None] * (3 * D) + col[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
-    v = (v + tl.load(BIAS + col)[None, :]).to(QKV.dtype.element_ty)
+def _load_keys(QKV, COS, SIN, STARTS, cols, valid, head, D: tl.constexpr, HALF: tl.constexpr):
+    """k (rotated halves) and v of `cols` for one head, and the first token of each one's sequence (-2 where
+    not `valid`, which matches no query)."""
+    ka, kb = _load_rotated(QKV, COS, SIN, cols, valid, 1, head, D, HALF)
+    v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
+                mask=valid[:, None], other=0.0)
     return ka, kb, v, tl.load(STARTS + cols, mask=valid, other=-2)
 
 
@@ -124,84 +118,54 @@ def _span(STARTS, ENDS, tile, size, N):
     return tl.load(STARTS + tile * size), tl.load(ENDS + tl.minimum(tile * size + size, N) - 1)
 
 
-# A tile's span is visited in chunks of BLOCK tokens while a whole one fits, then of BLOCK/2, then BLOCK/4:
-# a 64-query tile of 65-token sequences spans 130 keys, 144 computed instead of 192 (the scores, their
-# exponentials and the masking are what these kernels spend their time on). Each kernel writes this
-# schedule out around its `_..._chunk` function (Triton inlines them; each width is its own compiled code).
-
-
 @triton.jit
-def _forward_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, row_seq, m, total, acc, qk_scale,
-                   D: tl.constexpr, HALF: tl.constexpr, WIDTH: tl.constexpr):
-    """Online softmax over one chunk of keys: the running max `m`, normaliser `total`, output `acc`."""
-    ka, kb, v, col_seq = _load_keys(QKV, BIAS, COS, SIN, STARTS, start, hi, head, D, HALF, WIDTH)
-    s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
-    s = tl.where(row_seq[:, None] == col_seq[None, :], s, float("-inf"))
-    m_new = tl.maximum(m, tl.max(s, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key of theirs so far
-    p = tl.exp2(s - m_safe[:, None])
-    alpha = tl.exp2(m - m_safe)
-    return m_new, total * alpha + tl.sum(p, 1), acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-
-
-@triton.jit
-def _packed_attention_forward(QKV, BIAS, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
-                              H: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, BLOCKS: tl.constexpr):
+def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
+                              H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                              BLOCKS: tl.constexpr):
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    rows = tile * BLOCK + tl.arange(0, BLOCK)
+    rows = tile * BM + tl.arange(0, BM)
     row_ok = rows < N
-    qa, qb = _load_rotated(QKV, BIAS, COS, SIN, rows, row_ok, 0, head, D, HALF)
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    start, hi = _span(STARTS, ENDS, tile, BLOCK, N)
-    m = tl.full([BLOCK], float("-inf"), tl.float32)
-    total = tl.zeros([BLOCK], tl.float32)
-    acc = tl.zeros([BLOCK, 2 * HALF], tl.float32)
-    for _ in range(0, BLOCKS):
-        if start + BLOCK <= hi:
-            m, total, acc = _forward_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, row_seq, m, total,
-                                           acc, qk_scale, D, HALF, BLOCK)
-            start += BLOCK
-    if start + BLOCK // 2 <= hi:
-        m, total, acc = _forward_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, row_seq, m, total,
-                                       acc, qk_scale, D, HALF, BLOCK // 2)
-        start += BLOCK // 2
-    for _ in range(0, 2):
+    lo, hi = _span(STARTS, ENDS, tile, BM, N)
+    dims = tl.arange(0, 2 * HALF)
+    m = tl.full([BM], float("-inf"), tl.float32)
+    total = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, 2 * HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BN
         if start < hi:
-            m, total, acc = _forward_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, row_seq, m, total,
-                                           acc, qk_scale, D, HALF, BLOCK // 4)
-            start += BLOCK // 4
+            cols = start + tl.arange(0, BN)
+            col_ok = cols < hi
+            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
+            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            s = tl.where(row_seq[:, None] == col_seq[None, :], s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key of theirs so far
+            p = tl.exp2(s - m_safe[:, None])
+            alpha = tl.exp2(m - m_safe)
+            total = total * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m = m_new
     total = tl.where(row_ok, total, 1.0)
     out = acc / total[:, None]
-    dims = tl.arange(0, 2 * HALF)
     tl.store(OUT + rows[:, None] * D + head * (2 * HALF) + dims[None, :], out.to(OUT.dtype.element_ty),
              mask=row_ok[:, None])
     tl.store(LSE + rows * H + head, m + tl.log2(total), mask=row_ok)
 
 
 @triton.jit
-def _dq_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, do, lse, delta, row_seq, ga, gb, qk_scale,
-              D: tl.constexpr, HALF: tl.constexpr, WIDTH: tl.constexpr):
-    """One chunk of keys' contribution to the gradient of the rotated query halves (ga, gb)."""
-    ka, kb, v, col_seq = _load_keys(QKV, BIAS, COS, SIN, STARTS, start, hi, head, D, HALF, WIDTH)
-    s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
-    p = tl.where(row_seq[:, None] == col_seq[None, :], tl.exp2(s - lse[:, None]), 0.0)
-    dp = tl.dot(do, tl.trans(v))
-    ds = (p * (dp - delta[:, None])).to(ka.dtype)
-    return ga + tl.dot(ds, ka), gb + tl.dot(ds, kb)
-
-
-@triton.jit
-def _packed_attention_backward_dq(QKV, BIAS, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, PARTIAL, N,
-                                  qk_scale, scale, H: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr,
+def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, PARTIAL, N, qk_scale, scale,
+                                  H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                   BLOCKS: tl.constexpr):
     """dq for a tile of queries; also writes delta = rowsum(out * grad), which the dk/dv kernel reads."""
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    rows = tile * BLOCK + tl.arange(0, BLOCK)
+    rows = tile * BM + tl.arange(0, BM)
     row_ok = rows < N
     dims = tl.arange(0, 2 * HALF)
-    qa, qb = _load_rotated(QKV, BIAS, COS, SIN, rows, row_ok, 0, head, D, HALF)
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
     do = tl.load(GRAD + od, mask=row_ok[:, None], other=0.0)
     o = tl.load(OUT + od, mask=row_ok[:, None], other=0.0)
@@ -209,142 +173,133 @@ def _packed_attention_backward_dq(QKV, BIAS, COS, SIN, STARTS, ENDS, OUT, GRAD, 
     tl.store(DELTA + rows * H + head, delta, mask=row_ok)
     lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    start, hi = _span(STARTS, ENDS, tile, BLOCK, N)
-    ga = tl.zeros([BLOCK, HALF], tl.float32)
-    gb = tl.zeros([BLOCK, HALF], tl.float32)
-    for _ in range(0, BLOCKS):
-        if start + BLOCK <= hi:
-            ga, gb = _dq_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, do, lse, delta, row_seq, ga, gb,
-                               qk_scale, D, HALF, BLOCK)
-            start += BLOCK
-    if start + BLOCK // 2 <= hi:
-        ga, gb = _dq_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, do, lse, delta, row_seq, ga, gb,
-                           qk_scale, D, HALF, BLOCK // 2)
-        start += BLOCK // 2
-    for _ in range(0, 2):
+    lo, hi = _span(STARTS, ENDS, tile, BM, N)
+    ga = tl.zeros([BM, HALF], tl.float32)
+    gb = tl.zeros([BM, HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BN
         if start < hi:
-            ga, gb = _dq_chunk(QKV, BIAS, COS, SIN, STARTS, start, hi, head, qa, qb, do, lse, delta, row_seq, ga, gb,
-                               qk_scale, D, HALF, BLOCK // 4)
-            start += BLOCK // 4
+            cols = start + tl.arange(0, BN)
+            col_ok = cols < hi
+            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
+            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            p = tl.where(row_seq[:, None] == col_seq[None, :], tl.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v))
+            ds = (p * (dp - delta[:, None])).to(ka.dtype)
+            ga += tl.dot(ds, ka)
+            gb += tl.dot(ds, kb)
     _store_unrotated(DQKV, PARTIAL, COS, SIN, rows, row_ok, tile, 0, head, D, HALF, ga * scale, gb * scale)
 
 
 @triton.jit
-def _dkdv_chunk(QKV, BIAS, COS, SIN, STARTS, GRAD, LSE, DELTA, start, hi, head, ka, kb, v, col_seq, ga, gb, dv,
-                qk_scale, H: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, WIDTH: tl.constexpr):
-    """One chunk of queries' contribution to the gradients of the rotated key halves (ga, gb) and of v."""
-    rows = start + tl.arange(0, WIDTH)
-    row_ok = rows < hi
-    qa, qb = _load_rotated(QKV, BIAS, COS, SIN, rows, row_ok, 0, head, D, HALF)
-    do = tl.load(GRAD + rows[:, None] * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-                 mask=row_ok[:, None], other=0.0)
-    lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
-    delta = tl.load(DELTA + rows * H + head, mask=row_ok, other=0.0)
-    row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    s_t = (tl.dot(ka, tl.trans(qa)) + tl.dot(kb, tl.trans(qb))) * qk_scale  # keys x queries
-    p_t = tl.where(col_seq[:, None] == row_seq[None, :], tl.exp2(s_t - lse[None, :]), 0.0)
-    dp_t = tl.dot(v, tl.trans(do))
-    ds_t = (p_t * (dp_t - delta[None, :])).to(qa.dtype)
-    return ga + tl.dot(ds_t, qa), gb + tl.dot(ds_t, qb), dv + tl.dot(p_t.to(do.dtype), do)
-
-
-@triton.jit
-def _packed_attention_backward_dkdv(QKV, BIAS, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, PARTIAL, N,
-                                    qk_scale, scale, H: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr,
+def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, PARTIAL, N, qk_scale, scale,
+                                    H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                     BLOCKS: tl.constexpr):
     """dk and dv for a tile of keys: the queries that see them are those of the same sequences."""
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    ka, kb, v, col_seq = _load_keys(QKV, BIAS, COS, SIN, STARTS, tile * BLOCK, N, head, D, HALF, BLOCK)
-    start, hi = _span(STARTS, ENDS, tile, BLOCK, N)
-    ga = tl.zeros([BLOCK, HALF], tl.float32)
-    gb = tl.zeros([BLOCK, HALF], tl.float32)
-    dv = tl.zeros([BLOCK, 2 * HALF], tl.float32)
-    for _ in range(0, BLOCKS):
-        if start + BLOCK <= hi:
-            ga, gb, dv = _dkdv_chunk(QKV, BIAS, COS, SIN, STARTS, GRAD, LSE, DELTA, start, hi, head, ka, kb, v, col_seq,
-                                     ga, gb, dv, qk_scale, H, D, HALF, BLOCK)
-            start += BLOCK
-    if start + BLOCK // 2 <= hi:
-        ga, gb, dv = _dkdv_chunk(QKV, BIAS, COS, SIN, STARTS, GRAD, LSE, DELTA, start, hi, head, ka, kb, v, col_seq,
-                                 ga, gb, dv, qk_scale, H, D, HALF, BLOCK // 2)
-        start += BLOCK // 2
-    for _ in range(0, 2):
-        if start < hi:
-            ga, gb, dv = _dkdv_chunk(QKV, BIAS, COS, SIN, STARTS, GRAD, LSE, DELTA, start, hi, head, ka, kb, v,
-                                     col_seq, ga, gb, dv, qk_scale, H, D, HALF, BLOCK // 4)
-            start += BLOCK // 4
-    cols = tile * BLOCK + tl.arange(0, BLOCK)
+    cols = tile * BN + tl.arange(0, BN)
     col_ok = cols < N
+    dims = tl.arange(0, 2 * HALF)
+    ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
+    lo, hi = _span(STARTS, ENDS, tile, BN, N)
+    ga = tl.zeros([BN, HALF], tl.float32)
+    gb = tl.zeros([BN, HALF], tl.float32)
+    dv = tl.zeros([BN, 2 * HALF], tl.float32)
+    for j in range(0, BLOCKS):
+        start = lo + j * BM
+        if start < hi:
+            rows = start + tl.arange(0, BM)
+            row_ok = rows < hi
+            qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
+            do = tl.load(GRAD + rows[:, None] * D + head * (2 * HALF) + dims[None, :], mask=row_ok[:, None], other=0.0)
+            lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
+            delta = tl.load(DELTA + rows * H + head, mask=row_ok, other=0.0)
+            row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
+            s_t = (tl.dot(ka, tl.trans(qa)) + tl.dot(kb, tl.trans(qb))) * qk_scale  # keys x queries
+            p_t = tl.where(col_seq[:, None] == row_seq[None, :], tl.exp2(s_t - lse[None, :]), 0.0)
+            dv += tl.dot(p_t.to(do.dtype), do)
+            dp_t = tl.dot(v, tl.trans(do))
+            ds_t = (p_t * (dp_t - delta[None, :])).to(qa.dtype)
+            ga += tl.dot(ds_t, qa)
+            gb += tl.dot(ds_t, qb)
     _store_unrotated(DQKV, PARTIAL, COS, SIN, cols, col_ok, tile, 1, head, D, HALF, ga * scale, gb * scale)
-    _store_gradient(DQKV, PARTIAL, cols, col_ok, 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF), tile, D, dv)
+    _store_gradient(DQKV, PARTIAL, cols, col_ok, 2 * D + head * (2 * HALF) + dims, tile, D, dv)
 
 
 def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int, int], float, dict]:
     """Grid (query or key tiles x heads), the softmax scale 1/sqrt(head_dim), the kernels' constants."""
     half = qkv.shape[1] // 3 // heads // 2
     grid = (triton.cdiv(qkv.shape[0], BLOCK), heads)
-    return grid, 1.0 / math.sqrt(2 * half), dict(H=heads, HALF=half, BLOCK=BLOCK, BLOCKS=blocks)
+    return grid, 1.0 / math.sqrt(2 * half), dict(H=heads, HALF=half, BM=BLOCK, BN=BLOCK, BLOCKS=blocks)
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
-def _attention(qkv: torch.Tensor, bias: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
-               ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               starts: torch.Tensor, ends: torch.Tensor, heads: int,
+               blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The attention output, and what the backward reads: the qkv layer's output and the log-sum-exps."""
+    qkv = torch.addmm(bias, x, weight.t())
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
     lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
-    _packed_attention_forward[grid](qkv, bias, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E,
-                                    **constants)
-    return out, lse
+    _packed_attention_forward[grid](qkv, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E, **constants)
+    return out, qkv, lse
 
 
 @_attention.register_fake
-def _(qkv, bias, cos, sin, starts, ends, heads, blocks):
-    return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
+def _(x, weight, bias, cos, sin, starts, ends, heads, blocks):
+    qkv = x.new_empty(x.shape[0], weight.shape[0])
+    return x.new_empty(x.shape[0], weight.shape[0] // 3), qkv, x.new_empty(x.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
-def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, bias: torch.Tensor, out: torch.Tensor,
-                        lse: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
-                        ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradients of qkv and of the bias (the sum of the tiles' partial sums, float32)."""
+def _attention_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, qkv: torch.Tensor,
+                        out: torch.Tensor, lse: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                        starts: torch.Tensor, ends: torch.Tensor, heads: int,
+                        blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of x, of the qkv layer's weight and of its bias (the sum of the tiles' column sums)."""
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     dqkv = torch.empty_like(qkv)
     partial = qkv.new_empty(grid[0], qkv.shape[1], dtype=torch.float32)
     delta = torch.empty_like(lse)
     n = qkv.shape[0]
-    _packed_attention_backward_dq[grid](qkv, bias, cos, sin, starts, ends, out, grad, lse, delta, dqkv, partial, n,
+    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, partial, n,
                                         scale * LOG2E, scale, **constants)
-    _packed_attention_backward_dkdv[grid](qkv, bias, cos, sin, starts, ends, grad, lse, delta, dqkv, partial, n,
+    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, partial, n,
                                           scale * LOG2E, scale, **constants)
-    return dqkv, partial.sum(0).to(bias.dtype)
+    return dqkv @ weight, dqkv.t() @ x, partial.sum(0).to(qkv.dtype)
 
 
 @_attention_backward.register_fake
-def _(grad, qkv, bias, out, lse, cos, sin, starts, ends, heads, blocks):
-    return torch.empty_like(qkv), torch.empty_like(bias)
+def _(grad, x, weight, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
+    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty(weight.shape[0])
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, bias, cos, sin, starts, ends, heads, blocks = inputs
-    ctx.save_for_backward(qkv, bias, cos, sin, starts, ends, *output)
+    x, weight, _, cos, sin, starts, ends, heads, blocks = inputs
+    ctx.save_for_backward(x, weight, cos, sin, starts, ends, *output)
     ctx.heads, ctx.blocks = heads, blocks
 
 
-def _backward(ctx, grad_out, _grad_lse):
-    qkv, bias, cos, sin, starts, ends, out, lse = ctx.saved_tensors
-    dqkv, dbias = _attention_backward(grad_out.contiguous(), qkv, bias, out, lse, cos, sin, starts, ends, ctx.heads,
-                                      ctx.blocks)
-    return dqkv, dbias, None, None, None, None, None, None
+def _backward(ctx, grad_out, _grad_qkv, _grad_lse):
+    x, weight, cos, sin, starts, ends, out, qkv, lse = ctx.saved_tensors
+    dx, dweight, dbias = _attention_backward(grad_out.contiguous(), x, weight, qkv, out, lse, cos, sin, starts, ends,
+                                             ctx.heads, ctx.blocks)
+    return dx, dweight, dbias, None, None, None, None, None, None
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
 
 
-def packed_attention(qkv: torch.Tensor, bias: torch.Tensor, packed: PackedSequences, heads: int) -> torch.Tensor:
+def packed_attention(x: torch.Tensor, qkv_layer: torch.nn.Linear, packed: PackedSequences, heads: int) -> torch.Tensor:
     """Softmax attention of every sequence of a packed stream over its own tokens, RoPE applied to q and k.
 
-    qkv: N x 3*H*d, the qkv layer's product without its bias (q, k, v, each H heads of d); bias: its 3*H*d
-    bias, added as the kernels load q, k and v (so that the backward also sums its gradient); returns N x H*d."""
-    return _attention(qkv.contiguous(), bias, packed.cos, packed.sin, packed.starts, packed.ends, heads,
+    x: N x D, the input of the qkv layer (whose output holds q, k and v, each H heads of d); returns N x H*d.
+    Under autocast, the layer runs in autocast's dtype, as `qkv_layer(x)` would."""
+    weight, bias = qkv_layer.weight, qkv_layer.bias
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
+    return _attention(x.contiguous(), weight, bias, packed.cos, packed.sin, packed.starts, packed.ends, heads,
                       packed.blocks)[0]
