@@ -115,8 +115,8 @@ class Block(nn.Module):
                 fused_gelu: bool = False) -> torch.Tensor:
         """`packed` given: attention through the fused kernel (same function as `attention`); `fused_gelu`:
         the MLP's first bias and GELU through ours (same function as `self.mlp`)."""
-        x = self.norm1(h)
-        a = self.attention(self.qkv(x), groups) if packed is None else packed_attention(x, self.qkv, packed, self.heads)
+        qkv = self.qkv(self.norm1(h))
+        a = self.attention(qkv, groups) if packed is None else packed_attention(qkv, packed, self.heads)
         h = h + drop_path(self.proj(a), self.drop_rate, self.training, groups)
         x = self.norm2(h)
         if fused_gelu:

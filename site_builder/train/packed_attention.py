@@ -7,10 +7,8 @@ moving tensors than attending: rotating q and k, re-laying out q/k/v per view si
 back, and assembling the q/k/v gradients into the qkv layer's layout. Here one kernel reads q, k and v
 straight from the qkv layer's output (N x 3 x H x d, all sequences one after another), rotates q and k as it
 loads them, lets each query attend to the keys of its own sequence only, and writes the output in the layout
-the projection reads (N x H*d); the backward writes the gradient in the qkv layer's layout (N x 3*H*d) and,
-per tile, its column sums. The op includes the qkv layer itself, so that its bias gradient is the sum of
-those (a few MB) instead of another pass over the whole gradient. The same numbers as `Block`'s SDPA path
-(tests/test_packed_attention.py, and `bench`'s check on the GPU).
+the projection reads (N x H*d); the backward writes the gradient in the qkv layer's layout (N x 3*H*d).
+The same numbers as `Block`'s SDPA path (tests/test_packed_attention.py, and `bench`'s check on the GPU).
 
 The kernels follow FlashAttention-2 (online softmax forward; backward recomputing the probabilities from the
 saved log-sum-exp, one kernel for dq and one for dk, dv), with block-diagonal masking: a tile of queries
@@ -82,24 +80,16 @@ def _load_rotated(QKV, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.
 
 
 @triton.jit
-def _store_gradient(DQKV, PARTIAL, tokens, valid, col, tile, D: tl.constexpr, g):
-    """Store gradient rows `g` (columns `col` of the qkv layout) and their sum over the tile's tokens, the
-    tile's share of the bias gradient (rows that are not `valid` hold zeros)."""
-    tl.store(DQKV + tokens[:, None] * (3 * D) + col[None, :], g.to(DQKV.dtype.element_ty), mask=valid[:, None])
-    tl.store(PARTIAL + tile * (3 * D) + col, tl.sum(g, 0))
-
-
-@triton.jit
-def _store_unrotated(DQKV, PARTIAL, COS, SIN, tokens, valid, tile, slot: tl.constexpr, head, D: tl.constexpr,
+def _store_unrotated(OUT, COS, SIN, tokens, valid, slot: tl.constexpr, head, D: tl.constexpr,
                      HALF: tl.constexpr, ga, gb):
     """Store the gradient of the rotated halves (ga, gb) as the gradient of the unrotated q or k."""
     half = tl.arange(0, HALF)
     table = tokens[:, None] * HALF + half[None, :]
     c = tl.load(COS + table, mask=valid[:, None], other=1.0)
     s = tl.load(SIN + table, mask=valid[:, None], other=0.0)
-    col = slot * D + head * (2 * HALF) + half
-    _store_gradient(DQKV, PARTIAL, tokens, valid, col, tile, D, ga * c + gb * s)
-    _store_gradient(DQKV, PARTIAL, tokens, valid, col + HALF, tile, D, gb * c - ga * s)
+    ptr = OUT + tokens[:, None] * (3 * D) + slot * D + head * (2 * HALF) + half[None, :]
+    tl.store(ptr, (ga * c + gb * s).to(OUT.dtype.element_ty), mask=valid[:, None])
+    tl.store(ptr + HALF, (gb * c - ga * s).to(OUT.dtype.element_ty), mask=valid[:, None])
 
 
 @triton.jit
@@ -156,7 +146,7 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
 
 
 @triton.jit
-def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, PARTIAL, N, qk_scale, scale,
+def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
                                   H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                   BLOCKS: tl.constexpr):
     """dq for a tile of queries; also writes delta = rowsum(out * grad), which the dk/dv kernel reads."""
@@ -188,11 +178,11 @@ def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, D
             ds = (p * (dp - delta[:, None])).to(ka.dtype)
             ga += tl.dot(ds, ka)
             gb += tl.dot(ds, kb)
-    _store_unrotated(DQKV, PARTIAL, COS, SIN, rows, row_ok, tile, 0, head, D, HALF, ga * scale, gb * scale)
+    _store_unrotated(DQKV, COS, SIN, rows, row_ok, 0, head, D, HALF, ga * scale, gb * scale)
 
 
 @triton.jit
-def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, PARTIAL, N, qk_scale, scale,
+def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELTA, DQKV, N, qk_scale, scale,
                                     H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                                     BLOCKS: tl.constexpr):
     """dk and dv for a tile of keys: the queries that see them are those of the same sequences."""
@@ -223,8 +213,9 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
             ds_t = (p_t * (dp_t - delta[None, :])).to(qa.dtype)
             ga += tl.dot(ds_t, qa)
             gb += tl.dot(ds_t, qb)
-    _store_unrotated(DQKV, PARTIAL, COS, SIN, cols, col_ok, tile, 1, head, D, HALF, ga * scale, gb * scale)
-    _store_gradient(DQKV, PARTIAL, cols, col_ok, 2 * D + head * (2 * HALF) + dims, tile, D, dv)
+    _store_unrotated(DQKV, COS, SIN, cols, col_ok, 1, head, D, HALF, ga * scale, gb * scale)
+    tl.store(DQKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+             dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
 
 
 def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int, int], float, dict]:
@@ -235,71 +226,58 @@ def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int,
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
-def _attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               starts: torch.Tensor, ends: torch.Tensor, heads: int,
-               blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The attention output, and what the backward reads: the qkv layer's output and the log-sum-exps."""
-    qkv = torch.addmm(bias, x, weight.t())
+def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
+               ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
     lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
     _packed_attention_forward[grid](qkv, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E, **constants)
-    return out, qkv, lse
+    return out, lse
 
 
 @_attention.register_fake
-def _(x, weight, bias, cos, sin, starts, ends, heads, blocks):
-    qkv = x.new_empty(x.shape[0], weight.shape[0])
-    return x.new_empty(x.shape[0], weight.shape[0] // 3), qkv, x.new_empty(x.shape[0], heads, dtype=torch.float32)
+def _(qkv, cos, sin, starts, ends, heads, blocks):
+    return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
-def _attention_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, qkv: torch.Tensor,
-                        out: torch.Tensor, lse: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                        starts: torch.Tensor, ends: torch.Tensor, heads: int,
-                        blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The gradients of x, of the qkv layer's weight and of its bias (the sum of the tiles' column sums)."""
+def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
+                        heads: int, blocks: int) -> torch.Tensor:
     grid, scale, constants = _launch_args(qkv, heads, blocks)
     dqkv = torch.empty_like(qkv)
-    partial = qkv.new_empty(grid[0], qkv.shape[1], dtype=torch.float32)
     delta = torch.empty_like(lse)
     n = qkv.shape[0]
-    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, partial, n,
+    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, n,
                                         scale * LOG2E, scale, **constants)
-    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, partial, n,
+    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, n,
                                           scale * LOG2E, scale, **constants)
-    return dqkv @ weight, dqkv.t() @ x, partial.sum(0).to(qkv.dtype)
+    return dqkv
 
 
 @_attention_backward.register_fake
-def _(grad, x, weight, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
-    return torch.empty_like(x), torch.empty_like(weight), weight.new_empty(weight.shape[0])
+def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
+    return torch.empty_like(qkv)
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, _, cos, sin, starts, ends, heads, blocks = inputs
-    ctx.save_for_backward(x, weight, cos, sin, starts, ends, *output)
+    qkv, cos, sin, starts, ends, heads, blocks = inputs
+    ctx.save_for_backward(qkv, cos, sin, starts, ends, *output)
     ctx.heads, ctx.blocks = heads, blocks
 
 
-def _backward(ctx, grad_out, _grad_qkv, _grad_lse):
-    x, weight, cos, sin, starts, ends, out, qkv, lse = ctx.saved_tensors
-    dx, dweight, dbias = _attention_backward(grad_out.contiguous(), x, weight, qkv, out, lse, cos, sin, starts, ends,
-                                             ctx.heads, ctx.blocks)
-    return dx, dweight, dbias, None, None, None, None, None, None
+def _backward(ctx, grad_out, _grad_lse):
+    qkv, cos, sin, starts, ends, out, lse = ctx.saved_tensors
+    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.blocks)
+    return dqkv, None, None, None, None, None, None
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
 
 
-def packed_attention(x: torch.Tensor, qkv_layer: torch.nn.Linear, packed: PackedSequences, heads: int) -> torch.Tensor:
+def packed_attention(qkv: torch.Tensor, packed: PackedSequences, heads: int) -> torch.Tensor:
     """Softmax attention of every sequence of a packed stream over its own tokens, RoPE applied to q and k.
 
-    x: N x D, the input of the qkv layer (whose output holds q, k and v, each H heads of d); returns N x H*d.
-    Under autocast, the layer runs in autocast's dtype, as `qkv_layer(x)` would."""
-    weight, bias = qkv_layer.weight, qkv_layer.bias
-    if torch.is_autocast_enabled(x.device.type):
-        dtype = torch.get_autocast_dtype(x.device.type)
-        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-    return _attention(x.contiguous(), weight, bias, packed.cos, packed.sin, packed.starts, packed.ends, heads,
+    qkv: N x 3*H*d, the qkv layer's output (q, k, v, each H heads of d); returns N x H*d."""
+    return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.starts, packed.ends, heads,
                       packed.blocks)[0]

@@ -144,7 +144,11 @@ class Trainer:
             self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.objective = Objective(cfg, self.setup.device)
         if cfg.compile and dev.type == "cuda":
-            self.step_module = torch.compile(self.step_module)
+            # One process: the compiled forward and backward replay as CUDA graphs (the host's kernel launches
+            # otherwise leave the GPU idle for part of each step; bench --compile-mode measures it). Under DDP
+            # the gradient all-reduce runs between the graph's pieces, so the default mode.
+            mode = "reduce-overhead" if self.setup.world == 1 else "default"
+            self.step_module = torch.compile(self.step_module, mode=mode)
             self.objective.compile()
         self.aug_gen = torch.Generator(device=dev)
 
