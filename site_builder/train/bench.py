@@ -3,7 +3,7 @@
     python -m site_builder.train.bench --data DIR [--data DIR2 ...] [--steps 40] [--workers 14]
 
 - ours: the uint8 data set on the GPU, views made by the batched GPU augmentations, bf16 autocast,
-  packed views with our fused attention kernel, torch.compile, fused AdamW, no host sync in the timed loop;
+  packed views with our attention and GELU kernels, torch.compile, fused AdamW, no host sync in the timed loop;
 - reference: what LeJEPA's minimal example does: a torch DataLoader whose workers decode each image to
   PIL and augment it per sample with torchvision transforms (same recipe, same views), pinned batches
   copied to the GPU, the same model in eager mode with bf16 autocast;
@@ -14,7 +14,7 @@ Options for measuring one optimisation at a time (run the command twice in one s
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
 GELU, the default, or PyTorch's), `--coordinate-descent` (Inductor tunes its kernels' launch configurations),
-`--compile-mode` (torch.compile's mode).
+`--compile-mode` (torch.compile's mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 

@@ -1,6 +1,7 @@
 """The training loop: whole data set on the device as uint8, batched GPU augmentations, bf16 autocast,
-packed views with fused attention (train/packed_attention.py), torch.compile, fused AdamW, and no host sync
-inside the step loop (per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
+packed views with our attention and GELU kernels (train/packed_attention.py, train/bias_gelu.py),
+torch.compile (replayed as CUDA graphs on one GPU), fused AdamW, and no host sync inside the step loop
+(per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
 
 Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).
 """
