@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from site_builder.train import objectives  # noqa: E402
-from site_builder.train.augment import AugConfig, gaussian_blur, make_views, random_resized_crop  # noqa: E402
+from site_builder.train import augment  # noqa: E402
+from site_builder.train.augment import AugConfig, draw, gaussian_blur, make_views, random_resized_crop  # noqa: E402
 from site_builder.train.model import (  # noqa: E402
     ViewGroup, ViT, ViTConfig, _rope_angles, apply_rope, drop_path)
 
@@ -165,15 +166,31 @@ def test_views_have_the_configured_shapes_and_vary_per_image():
 
 def test_full_crop_without_flip_is_the_identity_and_flip_mirrors():
     x = torch.rand(2, 3, 8, 8)
-    same = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=0.0)
+    u = draw(2, "cpu")
+    same = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=0.0, u=u)
     assert torch.allclose(same, x, atol=1e-5)
-    mirrored = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=1.0)
+    mirrored = random_resized_crop(x, 8, (1.0, 1.0), (1.0, 1.0), flip_p=1.0, u=u)
     assert torch.allclose(mirrored, x.flip(-1), atol=1e-5)
 
 
 def test_blur_keeps_constant_images_and_smooths_noise():
     flat = torch.full((2, 3, 16, 16), 0.4)
-    assert torch.allclose(gaussian_blur(flat, 1.0, (1.0, 1.0)), flat, atol=1e-6)
+    u = draw(2, "cpu")
+    assert torch.allclose(gaussian_blur(flat, 1.0, (1.0, 1.0), u), flat, atol=1e-6)
     noise = torch.rand(2, 3, 16, 16)
-    assert gaussian_blur(noise, 1.0, (1.0, 1.0)).std() < 0.7 * noise.std()
-    assert torch.equal(gaussian_blur(noise, 0.0, (1.0, 1.0)), noise)
+    assert gaussian_blur(noise, 1.0, (1.0, 1.0), u).std() < 0.7 * noise.std()
+    assert torch.equal(gaussian_blur(noise, 0.0, (1.0, 1.0), u), noise)
+
+
+def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
+    """Same images and draws, same views (the random numbers are all in the draws); torch.compile's fused
+    version (what `compile_views` makes `make_views` run) gives the same views to float32 rounding."""
+    cfg = AugConfig(jitter_p=0.5, gray_p=0.5, blur_p=0.5, solarize_p=0.5)
+    images = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
+    u = draw(16, "cpu", torch.Generator().manual_seed(0))
+    eager = augment.augment_with(images, u, 24, (0.25, 0.6), cfg)
+    assert torch.equal(augment.augment_with(images, u.clone(), 24, (0.25, 0.6), cfg), eager)
+    other = augment.augment_with(images, draw(16, "cpu", torch.Generator().manual_seed(1)), 24, (0.25, 0.6), cfg)
+    assert not torch.allclose(other, eager)
+    compiled = torch.compile(augment.augment_with, fullgraph=True)(images, u, 24, (0.25, 0.6), cfg)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)

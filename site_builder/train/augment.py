@@ -1,5 +1,9 @@
 """Batched view augmentations on the GPU (every image gets its own random parameters; no host sync).
 
+Each batch of views draws all its random numbers in one call (`DRAWS` uniforms per view); the augmentations
+are then a pure function of the images and those numbers (`augment_with`), which torch.compile can fuse into
+a few kernels (`compile_views`) instead of the ~90 small ones it launches per batch of views in eager mode.
+
 The recipe follows the LeJEPA repository's list (random resized crop, horizontal flip, colour jitter,
 grayscale, Gaussian blur, solarize, normalise), scaled to 32x32 CIFAR images. Differences from
 torchvision, all deliberate and recorded in the run config:
@@ -20,30 +24,37 @@ from site_builder.train.config import AugConfig
 from site_builder.train.data import MEAN, STD
 
 
-def _uniform(n, lo, hi, device, gen):
-    return torch.rand(n, device=device, generator=gen) * (hi - lo) + lo
+# The uniform draws of one view, in the columns of `draw(...)`'s result.
+DRAWS = ("area", "ratio", "x", "y", "flip", "jitter", "brightness", "contrast", "saturation", "hue", "gray",
+         "blur", "sigma", "solarize")
+_COL = {name: i for i, name in enumerate(DRAWS)}
 
 
-def _coin(n, p, device, gen):
-    return torch.rand(n, device=device, generator=gen) < p
+def draw(n: int, device, gen=None) -> torch.Tensor:
+    """The random numbers of n views: n x len(DRAWS) uniforms in [0, 1), one kernel."""
+    return torch.rand(n, len(DRAWS), device=device, generator=gen)
 
 
-def random_resized_crop(x: torch.Tensor, size: int, scale, ratio, flip_p: float, gen=None) -> torch.Tensor:
-    """x: float B x 3 x H x W -> B x 3 x size x size crops (with random horizontal flips)."""
+def _uniform(u: torch.Tensor, name: str, lo: float, hi: float) -> torch.Tensor:
+    return u[:, _COL[name]] * (hi - lo) + lo
+
+
+def _coin(u: torch.Tensor, name: str, p: float) -> torch.Tensor:
+    return u[:, _COL[name]] < p
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale, ratio, flip_p: float, u: torch.Tensor) -> torch.Tensor:
+    """x: float B x 3 x H x W -> B x 3 x size x size crops (with random horizontal flips); u: the draws."""
     b, dev = x.shape[0], x.device
-    area = _uniform(b, *scale, dev, gen)
-    log_r = _uniform(b, math.log(ratio[0]), math.log(ratio[1]), dev, gen)
-    r = log_r.exp()
+    area = _uniform(u, "area", *scale)
+    r = _uniform(u, "ratio", math.log(ratio[0]), math.log(ratio[1])).exp()
     w = (area * r).sqrt().clamp(max=1.0)  # crop width / image width
     h = (area / r).sqrt().clamp(max=1.0)
-    cx = (_uniform(b, -1, 1, dev, gen)) * (1 - w)
-    cy = (_uniform(b, -1, 1, dev, gen)) * (1 - h)
-    flip = torch.where(_coin(b, flip_p, dev, gen), -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3, device=dev)
-    theta[:, 0, 0] = w * flip
-    theta[:, 0, 2] = cx
-    theta[:, 1, 1] = h
-    theta[:, 1, 2] = cy
+    cx = _uniform(u, "x", -1, 1) * (1 - w)
+    cy = _uniform(u, "y", -1, 1) * (1 - h)
+    flip = torch.where(_coin(u, "flip", flip_p), -1.0, 1.0)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w * flip, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)  # B x 2 x 3
     grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -70,39 +81,38 @@ def _gray(x):
     return (x * _const("gray", x.device)).sum(1, keepdim=True)
 
 
-def color_jitter(x, cfg: AugConfig, gen=None):
-    b, dev = x.shape[0], x.device
-    on = _coin(b, cfg.jitter_p, dev, gen).float().view(b, 1, 1, 1)
+def color_jitter(x, cfg: AugConfig, u: torch.Tensor):
+    b = x.shape[0]
+    on = _coin(u, "jitter", cfg.jitter_p).float().view(b, 1, 1, 1)
 
     s = cfg.color_strength
 
-    def factor(strength):
-        f = _uniform(b, 1 - s * strength, 1 + s * strength, dev, gen).view(b, 1, 1, 1)
+    def factor(name, strength):
+        f = _uniform(u, name, 1 - s * strength, 1 + s * strength).view(b, 1, 1, 1)
         return on * f + (1 - on)
 
-    x = (x * factor(cfg.brightness)).clamp(0, 1)
+    x = (x * factor("brightness", cfg.brightness)).clamp(0, 1)
     m = _gray(x).mean((2, 3), keepdim=True)
-    x = ((x - m) * factor(cfg.contrast) + m).clamp(0, 1)
+    x = ((x - m) * factor("contrast", cfg.contrast) + m).clamp(0, 1)
     g = _gray(x)
-    x = ((x - g) * factor(cfg.saturation) + g).clamp(0, 1)
-    angle = _uniform(b, -s * cfg.hue, s * cfg.hue, dev, gen) * 2 * math.pi * on.view(b)
+    x = ((x - g) * factor("saturation", cfg.saturation) + g).clamp(0, 1)
+    angle = _uniform(u, "hue", -s * cfg.hue, s * cfg.hue) * 2 * math.pi * on.view(b)
     c, s = angle.cos(), angle.sin()
-    rot = torch.zeros(b, 3, 3, device=dev)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-    m = _const("yiq2rgb", dev) @ rot @ _const("rgb2yiq", dev)  # B x 3 x 3
+    one, zero = torch.ones_like(c), torch.zeros_like(c)
+    rot = torch.stack([one, zero, zero, zero, c, -s, zero, s, c], 1).view(b, 3, 3)
+    m = _const("yiq2rgb", x.device) @ rot @ _const("rgb2yiq", x.device)  # B x 3 x 3
     return torch.einsum("bij,bjhw->bihw", m, x).clamp(0, 1)
 
 
-def random_grayscale(x, p, gen=None):
-    on = _coin(x.shape[0], p, x.device, gen).view(-1, 1, 1, 1)
+def random_grayscale(x, p, u: torch.Tensor):
+    on = _coin(u, "gray", p).view(-1, 1, 1, 1)
     return torch.where(on, _gray(x).expand_as(x), x)
 
 
-def gaussian_blur(x, p, sigma_range, gen=None, taps: int = 5):
+def gaussian_blur(x, p, sigma_range, u: torch.Tensor, taps: int = 5):
     b, c, hgt, wid = x.shape
-    sigma = _uniform(b, *sigma_range, x.device, gen)
-    on = _coin(b, p, x.device, gen)
+    sigma = _uniform(u, "sigma", *sigma_range)
+    on = _coin(u, "blur", p)
     offs = torch.arange(taps, device=x.device, dtype=x.dtype) - taps // 2
     k = torch.exp(-offs[None] ** 2 / (2 * sigma[:, None] ** 2))
     k = k / k.sum(1, keepdim=True)
@@ -114,20 +124,34 @@ def gaussian_blur(x, p, sigma_range, gen=None, taps: int = 5):
     return y.view(b, c, hgt, wid)
 
 
-def random_solarize(x, p, gen=None):
-    on = _coin(x.shape[0], p, x.device, gen).view(-1, 1, 1, 1)
+def random_solarize(x, p, u: torch.Tensor):
+    on = _coin(u, "solarize", p).view(-1, 1, 1, 1)
     return torch.where(on & (x >= 0.5), 1 - x, x)
 
 
-def augment(images_u8: torch.Tensor, size: int, scale, cfg: AugConfig, gen=None) -> torch.Tensor:
-    """uint8 B x H x W x 3 -> normalised float B x 3 x size x size augmented views."""
-    x = images_u8.permute(0, 3, 1, 2).float().div_(255)
-    x = random_resized_crop(x, size, scale, cfg.ratio, cfg.flip_p, gen)
-    x = color_jitter(x, cfg, gen)
-    x = random_grayscale(x, cfg.gray_p, gen)
-    x = gaussian_blur(x, cfg.blur_p, cfg.blur_sigma, gen)
-    x = random_solarize(x, cfg.solarize_p, gen)
+def augment_with(images_u8: torch.Tensor, u: torch.Tensor, size: int, scale, cfg: AugConfig) -> torch.Tensor:
+    """uint8 B x H x W x 3 and their draws (B x len(DRAWS)) -> normalised float B x 3 x size x size views."""
+    x = images_u8.permute(0, 3, 1, 2).float().div(255)
+    x = random_resized_crop(x, size, scale, cfg.ratio, cfg.flip_p, u)
+    x = color_jitter(x, cfg, u)
+    x = random_grayscale(x, cfg.gray_p, u)
+    x = gaussian_blur(x, cfg.blur_p, cfg.blur_sigma, u)
+    x = random_solarize(x, cfg.solarize_p, u)
     return (x - _const("mean", x.device)) / _const("std", x.device)
+
+
+_augment = augment_with  # what make_views calls: eager, or compiled by compile_views
+
+
+def compile_views() -> None:
+    """Make `make_views` run the augmentations compiled (a few fused kernels per batch of views)."""
+    global _augment
+    _augment = torch.compile(augment_with, fullgraph=True)
+
+
+def augment(images_u8: torch.Tensor, size: int, scale, cfg: AugConfig, gen=None) -> torch.Tensor:
+    """uint8 B x H x W x 3 -> normalised float B x 3 x size x size augmented views (one draw per view)."""
+    return _augment(images_u8, draw(images_u8.shape[0], images_u8.device, gen), size, scale, cfg)
 
 
 def make_views(images_u8: torch.Tensor, cfg: AugConfig, gen=None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -13,8 +13,9 @@ Options for measuring one optimisation at a time (run the command twice in one s
 `--separate-views` (the global and local views through the backbone one batch after the other, as before
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
-GELU, the default, or PyTorch's), `--coordinate-descent` (Inductor tunes its kernels' launch configurations),
-`--compile-mode` (torch.compile's mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
+GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--coordinate-descent`
+(Inductor tunes its kernels' launch configurations), `--compile-mode` (torch.compile's mode;
+`reduce-overhead`, CUDA graphs, is how `train` runs one process).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from site_builder.train.augment import AugConfig, make_views
+from site_builder.train.augment import AugConfig, compile_views, make_views
 from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
 from site_builder.train import model as vit
@@ -268,6 +269,8 @@ def main(argv=None) -> int:
                         "else SDPA with only that kernel")
     p.add_argument("--gelu", choices=["fused", "torch"], default="fused",
                    help="fused: our Triton kernels for the MLP's bias + GELU (default); torch: nn.Linear + nn.GELU")
+    p.add_argument("--compile-views", action="store_true",
+                   help="ours: the augmentations compiled (a few fused kernels per batch of views instead of ~90)")
     p.add_argument("--coordinate-descent", action="store_true",
                    help="Inductor tunes the launch configuration of each of its kernels (coordinate descent)")
     p.add_argument("--compile-mode", default="default",
@@ -279,6 +282,8 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     use_attention_kernel(args.attention)
     use_gelu_kernel(args.gelu)
+    if args.compile_views:
+        compile_views()
     import torch._inductor.config as inductor
 
     inductor.coordinate_descent_tuning = args.coordinate_descent
@@ -322,7 +327,8 @@ def main(argv=None) -> int:
                "size": args.size, "views": [aug.global_views, aug.global_size, aug.local_views, aug.local_size],
                "workers": args.workers, "train_gflops_per_image": flops / 1e9,
                "ours": {"packed_views": not args.separate_views, "attention": args.attention, "gelu": args.gelu,
-                        "coordinate_descent": args.coordinate_descent, "compile_mode": args.compile_mode},
+                        "compiled_views": args.compile_views, "coordinate_descent": args.coordinate_descent,
+                        "compile_mode": args.compile_mode},
                "results": results}
     if check:
         summary["attention_check"] = check
