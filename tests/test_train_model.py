@@ -194,3 +194,25 @@ def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
     assert not torch.allclose(other, eager)
     compiled = torch.compile(augment.augment_with, fullgraph=True)(images, u, 24, (0.25, 0.6), cfg)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_runs_group_a_trace_by_launcher_and_show_the_gpu_waiting():
+    from site_builder.train.bench import kernel_runs
+
+    def launch(name, corr):
+        return {"cat": "cuda_runtime", "name": name, "args": {"correlation": corr}}
+
+    def kernel(ts, dur, corr):
+        return {"cat": "kernel", "name": "k", "ts": ts, "dur": dur, "args": {"correlation": corr}}
+
+    trace = {"traceEvents": [launch("cudaLaunchKernel", 1), launch("cudaLaunchKernel", 2),
+                             launch("cudaGraphLaunch", 3), launch("cudaGraphLaunch", 4), launch("cuLaunchKernel", 5),
+                             kernel(0, 100, 1), kernel(400, 100, 2),  # one by one: 200 us busy in 500 us
+                             kernel(500, 1000, 3), kernel(1500, 1000, 4),  # graph: no wait
+                             kernel(2600, 50, 5)]}
+    assert kernel_runs(trace).splitlines() == [
+        "kernel runs (last step):",
+        "  one by one: 2 kernels, 0.20 ms busy in 0.50 ms",
+        "  graph: 2 kernels, 2.00 ms busy in 2.00 ms",
+        "  one by one: 1 kernels, 0.05 ms busy in 0.05 ms",
+        "all: 5 kernels, 2.25 ms busy in 2.65 ms"]

@@ -196,9 +196,11 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
     torch.cuda.synchronize()
     ips = steps * bs / (time.perf_counter() - t0)
     if profile:
+        import tempfile
+
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
-        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for i in range(5):
                 glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen)
                 _step(module, opt, glob, loc, aug, bs, i, objective)
@@ -206,7 +208,33 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
         events = prof.key_averages()
         print(events.table(sort_by="cuda_time_total", row_limit=30), flush=True)
         print(kernel_time_shares(events), flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            prof.export_chrome_trace(f"{tmp}/trace.json")
+            print(kernel_runs(json.loads(Path(f"{tmp}/trace.json").read_text())), flush=True)
     return ips
+
+
+def kernel_runs(trace: dict, last: int = 6) -> str:
+    """The GPU kernels of a profiler trace in runs, each launched by CUDA-graph replays or one by one: per run,
+    its kernels, their busy time and the time it spans (span - busy: the GPU waiting, mostly on the host).
+    The last `last` runs (the last step's), one line each, and the totals."""
+    events = trace["traceEvents"]
+    launcher = {e["args"]["correlation"]: e["name"] for e in events
+                if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
+    kernels = sorted((e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
+                     key=lambda e: e["ts"])
+    runs: list[list] = []  # [from a graph, kernels, busy us, start us, end us]
+    for e in kernels:
+        graph = launcher.get(e["args"].get("correlation")) == "cudaGraphLaunch"
+        if not runs or runs[-1][0] != graph:
+            runs.append([graph, 0, 0.0, e["ts"], e["ts"]])
+        runs[-1][1:] = [runs[-1][1] + 1, runs[-1][2] + e["dur"], runs[-1][3], e["ts"] + e["dur"]]
+    lines = [f"{'graph' if g else 'one by one'}: {n} kernels, {busy / 1e3:.2f} ms busy in {(end - start) / 1e3:.2f} ms"
+             for g, n, busy, start, end in runs[-last:]]
+    busy = sum(r[2] for r in runs)
+    span = (runs[-1][4] - runs[0][3]) if runs else 0.0
+    return "kernel runs (last step):\n  " + "\n  ".join(lines) + (
+        f"\nall: {len(kernels)} kernels, {busy / 1e3:.2f} ms busy in {span / 1e3:.2f} ms")
 
 
 KERNEL_KINDS = (("attention", ("flash", "fmha", "attention", "cudnn")),
