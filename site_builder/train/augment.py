@@ -2,7 +2,7 @@
 
 Each batch of views draws all its random numbers in one call (`DRAWS` uniforms per view); the augmentations
 are then a pure function of the images and those numbers (`augment_with`), which torch.compile can fuse into
-a few kernels (`compile_views`) instead of the ~90 small ones it launches per batch of views in eager mode.
+a few kernels (`compile_views`) instead of launching each of its small operations from Python.
 
 The recipe follows the LeJEPA repository's list (random resized crop, horizontal flip, colour jitter,
 grayscale, Gaussian blur, solarize, normalise), scaled to 32x32 CIFAR images. Differences from
@@ -45,7 +45,7 @@ def _coin(u: torch.Tensor, name: str, p: float) -> torch.Tensor:
 
 def random_resized_crop(x: torch.Tensor, size: int, scale, ratio, flip_p: float, u: torch.Tensor) -> torch.Tensor:
     """x: float B x 3 x H x W -> B x 3 x size x size crops (with random horizontal flips); u: the draws."""
-    b, dev = x.shape[0], x.device
+    b = x.shape[0]
     area = _uniform(u, "area", *scale)
     r = _uniform(u, "ratio", math.log(ratio[0]), math.log(ratio[1])).exp()
     w = (area * r).sqrt().clamp(max=1.0)  # crop width / image width
