@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,21 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
     return ips
 
 
+@dataclass
+class _KernelRun:
+    """Consecutive GPU kernels with the same launcher (CUDA-graph replays, or one by one); times in us."""
+
+    graph: bool
+    start: float
+    end: float
+    kernels: int = 0
+    busy: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"{'graph' if self.graph else 'one by one'}: {self.kernels} kernels, {self.busy / 1e3:.2f} ms busy "
+                f"in {(self.end - self.start) / 1e3:.2f} ms")
+
+
 def kernel_runs(trace: dict, last: int = 6) -> str:
     """The GPU kernels of a profiler trace in runs, each launched by CUDA-graph replays or one by one: per run,
     its kernels, their busy time and the time it spans (span - busy: the GPU waiting, mostly on the host).
@@ -223,17 +239,16 @@ def kernel_runs(trace: dict, last: int = 6) -> str:
                 if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
     kernels = sorted((e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
                      key=lambda e: e["ts"])
-    runs: list[list] = []  # [from a graph, kernels, busy us, start us, end us]
+    runs: list[_KernelRun] = []
     for e in kernels:
         graph = launcher.get(e["args"].get("correlation")) == "cudaGraphLaunch"
-        if not runs or runs[-1][0] != graph:
-            runs.append([graph, 0, 0.0, e["ts"], e["ts"]])
-        runs[-1][1:] = [runs[-1][1] + 1, runs[-1][2] + e["dur"], runs[-1][3], e["ts"] + e["dur"]]
-    lines = [f"{'graph' if g else 'one by one'}: {n} kernels, {busy / 1e3:.2f} ms busy in {(end - start) / 1e3:.2f} ms"
-             for g, n, busy, start, end in runs[-last:]]
-    busy = sum(r[2] for r in runs)
-    span = (runs[-1][4] - runs[0][3]) if runs else 0.0
-    return "kernel runs (last step):\n  " + "\n  ".join(lines) + (
+        if not runs or runs[-1].graph != graph:
+            runs.append(_KernelRun(graph, e["ts"], e["ts"]))
+        run = runs[-1]
+        run.kernels, run.busy, run.end = run.kernels + 1, run.busy + e["dur"], e["ts"] + e["dur"]
+    busy = sum(r.busy for r in runs)
+    span = runs[-1].end - runs[0].start if runs else 0.0
+    return "kernel runs (last step):\n  " + "\n  ".join(str(r) for r in runs[-last:]) + (
         f"\nall: {len(kernels)} kernels, {busy / 1e3:.2f} ms busy in {span / 1e3:.2f} ms")
 
 
@@ -298,7 +313,7 @@ def main(argv=None) -> int:
     p.add_argument("--gelu", choices=["fused", "torch"], default="fused",
                    help="fused: our Triton kernels for the MLP's bias + GELU (default); torch: nn.Linear + nn.GELU")
     p.add_argument("--compile-views", action="store_true",
-                   help="ours: the augmentations compiled (a few fused kernels per batch of views instead of ~90)")
+                   help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation)")
     p.add_argument("--coordinate-descent", action="store_true",
                    help="Inductor tunes the launch configuration of each of its kernels (coordinate descent)")
     p.add_argument("--compile-mode", default="default",
