@@ -184,16 +184,23 @@ def test_blur_keeps_constant_images_and_smooths_noise():
 
 def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
     """Same images and draws, same views (the random numbers are all in the draws); torch.compile's fused
-    version (what `compile_views` makes `make_views` run) gives the same views to float32 rounding."""
-    cfg = AugConfig(jitter_p=0.5, gray_p=0.5, blur_p=0.5, solarize_p=0.5)
-    images = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
-    u = draw(16, "cpu", torch.Generator().manual_seed(0))
-    eager = augment.augment_with(images, u, 24, (0.25, 0.6), cfg)
-    assert torch.equal(augment.augment_with(images, u.clone(), 24, (0.25, 0.6), cfg), eager)
-    other = augment.augment_with(images, draw(16, "cpu", torch.Generator().manual_seed(1)), 24, (0.25, 0.6), cfg)
-    assert not torch.allclose(other, eager)
-    compiled = torch.compile(augment.augment_with, fullgraph=True)(images, u, 24, (0.25, 0.6), cfg)
-    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    version (`compiled_views`, what `train` runs on the GPU) gives the same views to float32 rounding."""
+    cfg = AugConfig(global_views=2, local_views=1, jitter_p=0.5, gray_p=0.5, blur_p=0.5, solarize_p=0.5)
+    images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
+    u = draw(3 * 8, "cpu", torch.Generator().manual_seed(0))
+    glob, loc = augment.views_with(images, u, cfg)
+    assert glob.shape == (16, 3, 32, 32) and loc.shape == (8, 3, 16, 16)
+    again = augment.views_with(images, u.clone(), cfg)
+    assert torch.equal(again[0], glob) and torch.equal(again[1], loc)
+    other_u = draw(3 * 8, "cpu", torch.Generator().manual_seed(1))
+    other = augment.views_with(images, other_u, cfg)
+    assert not torch.allclose(other[0], glob) and not torch.allclose(other[1], loc)
+    # the global views use the first 16 rows of the draws, the local views the last 8
+    mixed = augment.views_with(images, torch.cat([other_u[:16], u[16:]]), cfg)
+    assert torch.equal(mixed[1], loc) and not torch.allclose(mixed[0], glob)
+    compiled = augment.compiled_views()(images, u, cfg)
+    torch.testing.assert_close(compiled[0], glob, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compiled[1], loc, rtol=1e-5, atol=1e-5)
 
 
 def test_kernel_runs_group_a_trace_by_launcher_and_show_the_gpu_waiting():

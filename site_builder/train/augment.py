@@ -1,8 +1,8 @@
 """Batched view augmentations on the GPU (every image gets its own random parameters; no host sync).
 
 Each batch of views draws all its random numbers in one call (`DRAWS` uniforms per view); the augmentations
-are then a pure function of the images and those numbers (`augment_with`), which torch.compile can fuse into
-a few kernels (`compile_views`) instead of launching each of its small operations from Python.
+are then a pure function of the images and those numbers (`views_with`), which torch.compile can fuse into
+a few kernels (`compiled_views`) instead of launching each of its small operations from Python.
 
 The recipe follows the LeJEPA repository's list (random resized crop, horizontal flip, colour jitter,
 grayscale, Gaussian blur, solarize, normalise), scaled to 32x32 CIFAR images. Differences from
@@ -140,24 +140,26 @@ def augment_with(images_u8: torch.Tensor, u: torch.Tensor, size: int, scale, cfg
     return (x - _const("mean", x.device)) / _const("std", x.device)
 
 
-_augment = augment_with  # what make_views calls: eager, or compiled by compile_views
-
-
-def compile_views() -> None:
-    """Make `make_views` run the augmentations compiled (a few fused kernels per batch of views)."""
-    global _augment
-    _augment = torch.compile(augment_with, fullgraph=True)
-
-
-def augment(images_u8: torch.Tensor, size: int, scale, cfg: AugConfig, gen=None) -> torch.Tensor:
-    """uint8 B x H x W x 3 -> normalised float B x 3 x size x size augmented views (one draw per view)."""
-    return _augment(images_u8, draw(images_u8.shape[0], images_u8.device, gen), size, scale, cfg)
-
-
-def make_views(images_u8: torch.Tensor, cfg: AugConfig, gen=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(global views (Vg*B) x 3 x G x G, local views (Vl*B) x 3 x L x L or None), view-major order."""
-    glob = augment(images_u8.repeat(cfg.global_views, 1, 1, 1), cfg.global_size, cfg.global_scale, cfg, gen)
+def views_with(images_u8: torch.Tensor, u: torch.Tensor, cfg: AugConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 B x H x W x 3 and the draws of all their views ((Vg + Vl) * B x len(DRAWS), view-major) ->
+    (global views (Vg*B) x 3 x G x G, local views (Vl*B) x 3 x L x L or None), view-major order."""
+    n_glob = cfg.global_views * images_u8.shape[0]
+    glob = augment_with(images_u8.repeat(cfg.global_views, 1, 1, 1), u[:n_glob], cfg.global_size,
+                        cfg.global_scale, cfg)
     if cfg.local_views == 0:
         return glob, None
-    loc = augment(images_u8.repeat(cfg.local_views, 1, 1, 1), cfg.local_size, cfg.local_scale, cfg, gen)
+    loc = augment_with(images_u8.repeat(cfg.local_views, 1, 1, 1), u[n_glob:], cfg.local_size, cfg.local_scale, cfg)
     return glob, loc
+
+
+def compiled_views(mode: str = "default"):
+    """`views_with` compiled: a few fused kernels for all the views of a batch instead of some 90 small
+    operations per batch of views, each launched from Python (what `make_views` runs with `views=`)."""
+    return torch.compile(views_with, fullgraph=True, mode=mode)
+
+
+def make_views(images_u8: torch.Tensor, cfg: AugConfig, gen=None,
+               views=views_with) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 B x H x W x 3 -> their augmented views as `views_with` returns them (one draw for all views)."""
+    n = (cfg.global_views + cfg.local_views) * images_u8.shape[0]
+    return views(images_u8, draw(n, images_u8.device, gen), cfg)

@@ -13,9 +13,9 @@ Options for measuring one optimisation at a time (run the command twice in one s
 `--separate-views` (the global and local views through the backbone one batch after the other, as before
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
-GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--coordinate-descent`
-(Inductor tunes its kernels' launch configurations), `--compile-mode` (torch.compile's mode;
-`reduce-overhead`, CUDA graphs, is how `train` runs one process).
+GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--compile-optimizer`
+(AdamW's step compiled), `--coordinate-descent` (Inductor tunes its kernels' launch configurations),
+`--compile-mode` (torch.compile's mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from site_builder.train.augment import AugConfig, compile_views, make_views
+from site_builder.train.augment import AugConfig, compiled_views, make_views, views_with
 from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
 from site_builder.train import model as vit
@@ -114,13 +114,13 @@ class _SeparateViews(Student):
         return torch.cat([self.model(glob), self.model(loc)])
 
 
-def _step(module, opt, glob, loc, aug, b, step, objective):
+def _step(module, opt, glob, loc, aug, b, step, objective, opt_step=None):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         z, _ = module(glob, loc)
     loss, _ = objective(z.view(aug.global_views + aug.local_views, b, -1), step)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    opt.step()
+    (opt_step or opt.step)()
     return loss
 
 
@@ -168,21 +168,31 @@ def attention_check(cfg: ViTConfig, aug: AugConfig, bs: int, device) -> dict:
     return result
 
 
-def _new_student(cfg, aug, device, separate_views: bool = False):
+def _new_student(cfg, aug, device, separate_views: bool = False, compile_optimizer: bool = False):
+    """The model and its AdamW: fused (CUDA's multi-tensor kernel), or for torch.compile the for-each version
+    with the learning rate as a device tensor (a Python float would be a constant of the compiled graph;
+    PyTorch takes a tensor learning rate only with capturable=True)."""
     torch.manual_seed(0)
     model = ViT(cfg)
     probe = torch.nn.Sequential(torch.nn.LayerNorm(cfg.width), torch.nn.Linear(cfg.width, 100))
     student = (_SeparateViews if separate_views else Student)(model, Projector(cfg.width, 2048, 64), probe).to(device)
-    opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
+    if compile_optimizer:
+        opt = torch.optim.AdamW(student.parameters(), lr=torch.tensor(1e-4, device=device), weight_decay=0.05,
+                                foreach=True, capturable=True)
+    else:
+        opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
     return student, opt
 
 
 def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_loss: bool = False,
-               profile: bool = False, separate_views: bool = False, compile_mode: str = "default") -> float:
+               profile: bool = False, separate_views: bool = False, compile_mode: str = "default",
+               compile_optimizer: bool = False, compile_views: str | None = None) -> float:
     device = images_gpu.device
     torch._dynamo.reset()  # each variant compiles afresh
-    student, opt = _new_student(cfg, aug, device, separate_views)
+    student, opt = _new_student(cfg, aug, device, separate_views, compile_optimizer)
     module = torch.compile(student, mode=compile_mode) if compile_ else student
+    opt_step = torch.compile(opt.step) if compile_optimizer else None
+    views = compiled_views(compile_views) if compile_views else views_with
     objective = _objective(cfg, aug, device, compile_loss)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(images_gpu)
@@ -192,8 +202,8 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
             torch.cuda.synchronize()
             t0 = time.perf_counter()
         idx = order[(i * bs) % (n - bs):(i * bs) % (n - bs) + bs]
-        glob, loc = make_views(images_gpu[idx], aug, gen)
-        _step(module, opt, glob, loc, aug, bs, i, objective)
+        glob, loc = make_views(images_gpu[idx], aug, gen, views)
+        _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
     torch.cuda.synchronize()
     ips = steps * bs / (time.perf_counter() - t0)
     if profile:
@@ -203,8 +213,8 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
 
         with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for i in range(5):
-                glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen)
-                _step(module, opt, glob, loc, aug, bs, i, objective)
+                glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen, views)
+                _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
             torch.cuda.synchronize()
         events = prof.key_averages()
         print(events.table(sort_by="cuda_time_total", row_limit=30), flush=True)
@@ -312,8 +322,11 @@ def main(argv=None) -> int:
                         "else SDPA with only that kernel")
     p.add_argument("--gelu", choices=["fused", "torch"], default="fused",
                    help="fused: our Triton kernels for the MLP's bias + GELU (default); torch: nn.Linear + nn.GELU")
-    p.add_argument("--compile-views", action="store_true",
-                   help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation)")
+    p.add_argument("--compile-views", nargs="?", const="default", metavar="MODE",
+                   help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation), "
+                        "in this torch.compile mode (default: default; reduce-overhead: also a CUDA graph)")
+    p.add_argument("--compile-optimizer", action="store_true",
+                   help="ours: AdamW's step compiled (for-each version, learning rate as a tensor) instead of fused")
     p.add_argument("--coordinate-descent", action="store_true",
                    help="Inductor tunes the launch configuration of each of its kernels (coordinate descent)")
     p.add_argument("--compile-mode", default="default",
@@ -325,8 +338,6 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     use_attention_kernel(args.attention)
     use_gelu_kernel(args.gelu)
-    if args.compile_views:
-        compile_views()
     import torch._inductor.config as inductor
 
     inductor.coordinate_descent_tuning = args.coordinate_descent
@@ -341,7 +352,8 @@ def main(argv=None) -> int:
     flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
     bs = args.batch_size
     check = attention_check(cfg, aug, bs, device) if args.attention == "fused" else None
-    ours = dict(separate_views=args.separate_views, compile_mode=args.compile_mode)
+    ours = dict(separate_views=args.separate_views, compile_mode=args.compile_mode,
+                compile_optimizer=args.compile_optimizer, compile_views=args.compile_views)
     variants = [
         ("ours, compiled model + compiled loss", lambda: bench_ours(
             images_gpu, cfg, aug, bs, args.steps, args.warmup, True, compile_loss=True, profile=args.profile, **ours)),
@@ -370,7 +382,8 @@ def main(argv=None) -> int:
                "size": args.size, "views": [aug.global_views, aug.global_size, aug.local_views, aug.local_size],
                "workers": args.workers, "train_gflops_per_image": flops / 1e9,
                "ours": {"packed_views": not args.separate_views, "attention": args.attention, "gelu": args.gelu,
-                        "compiled_views": args.compile_views, "coordinate_descent": args.coordinate_descent,
+                        "compiled_views": args.compile_views, "compiled_optimizer": args.compile_optimizer,
+                        "coordinate_descent": args.coordinate_descent,
                         "compile_mode": args.compile_mode},
                "results": results}
     if check:

@@ -1,7 +1,7 @@
 """The training loop: whole data set on the device as uint8, batched GPU augmentations, bf16 autocast,
 packed views with our attention and GELU kernels (train/packed_attention.py, train/bias_gelu.py),
-torch.compile (replayed as CUDA graphs on one GPU), fused AdamW, and no host sync inside the step loop
-(per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
+torch.compile (the step replayed as CUDA graphs on one GPU, the augmentations fused), fused AdamW, and no host
+sync inside the step loop (per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
 
 Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).
 """
@@ -20,7 +20,7 @@ from torch import nn
 
 from site_builder.errors import UserError
 from site_builder.train import objectives
-from site_builder.train.augment import make_views
+from site_builder.train.augment import compiled_views, make_views, views_with
 from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
 from site_builder.train.data import load_cifar100, normalize, validation_split
 from site_builder.train.config import TrainConfig
@@ -144,6 +144,7 @@ class Trainer:
 
             self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.objective = Objective(cfg, self.setup.device)
+        self.views = views_with
         if cfg.compile and dev.type == "cuda":
             # One process: the compiled forward and backward replay as CUDA graphs (the host's kernel launches
             # otherwise leave the GPU idle for part of each step; bench --compile-mode measures it). Under DDP
@@ -151,6 +152,7 @@ class Trainer:
             mode = "reduce-overhead" if self.setup.world == 1 else "default"
             self.step_module = torch.compile(self.step_module, mode=mode)
             self.objective.compile()
+            self.views = compiled_views()
         self.aug_gen = torch.Generator(device=dev)
 
     def _provenance(self) -> dict:
@@ -202,7 +204,7 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
-        glob, loc = make_views(self.train_x[idx], self.cfg.aug, self.aug_gen)
+        glob, loc = make_views(self.train_x[idx], self.cfg.aug, self.aug_gen, self.views)
         return train_step(self.step_module, self.opt, self.objective, glob, loc, self.train_y[idx], self.step)
 
     @torch.no_grad()
