@@ -182,6 +182,16 @@ def test_blur_keeps_constant_images_and_smooths_noise():
     assert torch.equal(gaussian_blur(noise, 0.0, (1.0, 1.0), u), noise)
 
 
+def test_blur_is_the_2d_gaussian_convolution_with_reflected_borders():
+    x = torch.rand(2, 3, 9, 11)
+    offsets = torch.arange(-2, 3, dtype=torch.float32)
+    k1 = torch.exp(-offsets ** 2 / (2 * 1.3 ** 2))
+    k2 = torch.outer(k1, k1) / k1.sum() ** 2
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    want = torch.nn.functional.conv2d(padded, k2.expand(3, 1, 5, 5), groups=3)
+    torch.testing.assert_close(gaussian_blur(x, 1.0, (1.3, 1.3), draw(2, "cpu")), want, rtol=1e-5, atol=1e-6)
+
+
 def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
     """Same images and draws, same views (the random numbers are all in the draws); torch.compile's fused
     version (`compiled_views`, what `train` runs on the GPU) gives the same views to float32 rounding."""
@@ -198,7 +208,7 @@ def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
     # the global views use the first 16 rows of the draws, the local views the last 8
     mixed = augment.views_with(images, torch.cat([other_u[:16], u[16:]]), cfg)
     assert torch.equal(mixed[1], loc) and not torch.allclose(mixed[0], glob)
-    compiled = augment.compiled_views()(images, u, cfg)
+    compiled = augment.compiled_views("cpu")(images, u, cfg)
     torch.testing.assert_close(compiled[0], glob, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(compiled[1], loc, rtol=1e-5, atol=1e-5)
 

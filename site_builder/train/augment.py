@@ -64,6 +64,8 @@ _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211,
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)  # computed once on the CPU (inverting on the GPU would sync)
 
 
+_CONSTANT_VALUES = {"gray": torch.tensor(_GRAY).view(1, 3, 1, 1), "rgb2yiq": _RGB2YIQ, "yiq2rgb": _YIQ2RGB,
+                    "mean": torch.tensor(MEAN).view(1, 3, 1, 1), "std": torch.tensor(STD).view(1, 3, 1, 1)}
 _CONSTANTS: dict = {}
 
 
@@ -71,9 +73,7 @@ def _const(name: str, device) -> torch.Tensor:
     """Small constant tensors, copied to each device once (a host-to-device copy per step would stall)."""
     key = (name, str(device))
     if key not in _CONSTANTS:
-        values = {"gray": torch.tensor(_GRAY).view(1, 3, 1, 1), "rgb2yiq": _RGB2YIQ, "yiq2rgb": _YIQ2RGB,
-                  "mean": torch.tensor(MEAN).view(1, 3, 1, 1), "std": torch.tensor(STD).view(1, 3, 1, 1)}
-        _CONSTANTS[key] = values[name].to(device)
+        _CONSTANTS[key] = _CONSTANT_VALUES[name].to(device)
     return _CONSTANTS[key]
 
 
@@ -110,18 +110,20 @@ def random_grayscale(x, p, u: torch.Tensor):
 
 
 def gaussian_blur(x, p, sigma_range, u: torch.Tensor, taps: int = 5):
-    b, c, hgt, wid = x.shape
+    """Separable Gaussian blur with reflected borders, as weighted sums of shifted images (which torch.compile
+    fuses with the neighbouring operations; a grouped convolution is a separate cuDNN kernel per pass)."""
+    b, hgt, wid = x.shape[0], x.shape[2], x.shape[3]
+    r = taps // 2
     sigma = _uniform(u, "sigma", *sigma_range)
     on = _coin(u, "blur", p)
-    offs = torch.arange(taps, device=x.device, dtype=x.dtype) - taps // 2
+    offs = torch.arange(taps, device=x.device, dtype=x.dtype) - r
     k = torch.exp(-offs[None] ** 2 / (2 * sigma[:, None] ** 2))
     k = k / k.sum(1, keepdim=True)
-    identity = (offs == 0).to(x.dtype).expand(b, taps)
-    k = torch.where(on[:, None], k, identity).repeat_interleave(c, 0)  # (B*C) x taps
-    y = F.pad(x.reshape(1, b * c, hgt, wid), (taps // 2,) * 4, mode="reflect")
-    y = F.conv2d(y, k.view(b * c, 1, taps, 1), groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, 1, taps), groups=b * c)
-    return y.view(b, c, hgt, wid)
+    k = torch.where(on[:, None], k, (offs == 0).to(x.dtype).expand(b, taps)).view(b, taps, 1, 1, 1)
+    y = F.pad(x, (r, r, 0, 0), mode="reflect")
+    y = sum(k[:, j] * y[..., j:j + wid] for j in range(taps))
+    y = F.pad(y, (0, 0, r, r), mode="reflect")
+    return sum(k[:, j] * y[..., j:j + hgt, :] for j in range(taps))
 
 
 def random_solarize(x, p, u: torch.Tensor):
@@ -152,9 +154,13 @@ def views_with(images_u8: torch.Tensor, u: torch.Tensor, cfg: AugConfig) -> tupl
     return glob, loc
 
 
-def compiled_views(mode: str = "default"):
-    """`views_with` compiled: a few fused kernels for all the views of a batch instead of some 90 small
-    operations per batch of views, each launched from Python (what `make_views` runs with `views=`)."""
+def compiled_views(device, mode: str = "default"):
+    """`views_with` compiled for `device`: a few fused kernels for all the views of a batch instead of some 90
+    small operations per batch of views, each launched from Python (what `make_views` runs with `views=`).
+    The device's constants are made first: made during tracing, they would change the dict that the compiled
+    code's guards check, and the first call would compile twice."""
+    for name in _CONSTANT_VALUES:
+        _const(name, device)
     return torch.compile(views_with, fullgraph=True, mode=mode)
 
 

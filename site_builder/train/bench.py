@@ -192,7 +192,7 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
     student, opt = _new_student(cfg, aug, device, separate_views, compile_optimizer)
     module = torch.compile(student, mode=compile_mode) if compile_ else student
     opt_step = torch.compile(opt.step) if compile_optimizer else None
-    views = compiled_views(compile_views) if compile_views else views_with
+    views = compiled_views(device, compile_views) if compile_views else views_with
     objective = _objective(cfg, aug, device, compile_loss)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(images_gpu)

@@ -152,7 +152,7 @@ class Trainer:
             mode = "reduce-overhead" if self.setup.world == 1 else "default"
             self.step_module = torch.compile(self.step_module, mode=mode)
             self.objective.compile()
-            self.views = compiled_views()
+            self.views = compiled_views(dev)
         self.aug_gen = torch.Generator(device=dev)
 
     def _provenance(self) -> dict:
