@@ -154,13 +154,17 @@ def views_with(images_u8: torch.Tensor, u: torch.Tensor, cfg: AugConfig) -> tupl
     return glob, loc
 
 
-def compiled_views(device, mode: str = "default"):
-    """`views_with` compiled for `device`: a few fused kernels for all the views of a batch instead of some 90
-    small operations per batch of views, each launched from Python (what `make_views` runs with `views=`).
-    The device's constants are made first: made during tracing, they would change the dict that the compiled
-    code's guards check, and the first call would compile twice."""
+def make_constants(device) -> None:
+    """Copy the augmentations' constants to `device` before torch.compile traces them: made while tracing,
+    they would change the dict that the compiled code's guards check, and the first call would compile twice."""
     for name in _CONSTANT_VALUES:
         _const(name, device)
+
+
+def compiled_views(device, mode: str = "default"):
+    """`views_with` compiled for `device`: a few fused kernels for all the views of a batch instead of some 90
+    small operations per batch of views, each launched from Python (what `make_views` runs with `views=`)."""
+    make_constants(device)
     return torch.compile(views_with, fullgraph=True, mode=mode)
 
 

@@ -14,8 +14,9 @@ Options for measuring one optimisation at a time (run the command twice in one s
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
 GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--compile-optimizer`
-(AdamW's step compiled), `--coordinate-descent` (Inductor tunes its kernels' launch configurations),
-`--compile-mode` (torch.compile's mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
+(AdamW's step compiled), `--whole-step` (views, model and loss as one compiled function),
+`--coordinate-descent` (Inductor tunes its kernels' launch configurations), `--compile-mode` (torch.compile's
+mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
@@ -28,6 +29,7 @@ without checksums (speed only; training verifies them).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -36,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from site_builder.train.augment import AugConfig, compiled_views, make_views, views_with
+from site_builder.train.augment import AugConfig, compiled_views, draw, make_constants, make_views, views_with
 from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
 from site_builder.train import model as vit
 from site_builder.train.model import Projector, ViT, ViTConfig
+from site_builder.train.objectives import lejepa_loss
 from site_builder.train.trainer import Objective, Student, TrainConfig
 
 PEAK_BF16_FLOPS = 989e12
@@ -124,6 +127,16 @@ def _step(module, opt, glob, loc, aug, b, step, objective, opt_step=None):
     return loss
 
 
+def _views_model_loss(student, objective, aug, b, images_u8, u, dirs):
+    """A step's forward as one function: views, backbone and projector, LeJEPA's loss (one compiled graph)."""
+    glob, loc = views_with(images_u8, u, aug)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        z, _ = student(glob, loc)
+    cfg = objective.cfg
+    z = z.view(aug.global_views + aug.local_views, b, -1)
+    return lejepa_loss(z, dirs, cfg.lam, aug.global_views, cfg.knots, cfg.t_max)["loss"]
+
+
 def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Objective:
     objective = Objective(TrainConfig(model=cfg, aug=aug), device)
     if compile_loss:
@@ -175,7 +188,9 @@ def _new_student(cfg, aug, device, separate_views: bool = False, compile_optimiz
     torch.manual_seed(0)
     model = ViT(cfg)
     probe = torch.nn.Sequential(torch.nn.LayerNorm(cfg.width), torch.nn.Linear(cfg.width, 100))
-    student = (_SeparateViews if separate_views else Student)(model, Projector(cfg.width, 2048, 64), probe).to(device)
+    train = TrainConfig()
+    student = (_SeparateViews if separate_views else Student)(
+        model, Projector(cfg.width, train.proj_hidden, train.proj_dim), probe).to(device)
     if compile_optimizer:
         opt = torch.optim.AdamW(student.parameters(), lr=torch.tensor(1e-4, device=device), weight_decay=0.05,
                                 foreach=True, capturable=True)
@@ -186,7 +201,7 @@ def _new_student(cfg, aug, device, separate_views: bool = False, compile_optimiz
 
 def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_loss: bool = False,
                profile: bool = False, separate_views: bool = False, compile_mode: str = "default",
-               compile_optimizer: bool = False, compile_views: str | None = None) -> float:
+               compile_optimizer: bool = False, compile_views: str | None = None, whole_step: bool = False) -> float:
     device = images_gpu.device
     torch._dynamo.reset()  # each variant compiles afresh
     student, opt = _new_student(cfg, aug, device, separate_views, compile_optimizer)
@@ -195,15 +210,27 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
     views = compiled_views(device, compile_views) if compile_views else views_with
     objective = _objective(cfg, aug, device, compile_loss)
     gen = torch.Generator(device=device).manual_seed(0)
+    forward = None
+    if whole_step:  # views, model and loss compiled together (the model's own compile above goes unused)
+        make_constants(device)
+        forward = torch.compile(functools.partial(_views_model_loss, student, objective, aug, bs), mode=compile_mode)
+
+    def one_step(i, images):
+        if forward is None:
+            glob, loc = make_views(images, aug, gen, views)
+            return _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
+        loss = forward(images, draw((aug.global_views + aug.local_views) * bs, device, gen), objective.directions(i))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        (opt_step or opt.step)()
+
     n = len(images_gpu)
     order = torch.randperm(n, device=device)
     for i in range(warmup + steps):
         if i == warmup:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-        idx = order[(i * bs) % (n - bs):(i * bs) % (n - bs) + bs]
-        glob, loc = make_views(images_gpu[idx], aug, gen, views)
-        _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
+        one_step(i, images_gpu[order[(i * bs) % (n - bs):(i * bs) % (n - bs) + bs]])
     torch.cuda.synchronize()
     ips = steps * bs / (time.perf_counter() - t0)
     if profile:
@@ -213,8 +240,7 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
 
         with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for i in range(5):
-                glob, loc = make_views(images_gpu[order[i * bs:(i + 1) * bs]], aug, gen, views)
-                _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
+                one_step(i, images_gpu[order[i * bs:(i + 1) * bs]])
             torch.cuda.synchronize()
         events = prof.key_averages()
         print(events.table(sort_by="cuda_time_total", row_limit=30), flush=True)
@@ -325,6 +351,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile-views", nargs="?", const="default", metavar="MODE",
                    help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation), "
                         "in this torch.compile mode (default: default; reduce-overhead: also a CUDA graph)")
+    p.add_argument("--whole-step", action="store_true",
+                   help="ours: augmentations, model and LeJEPA's loss compiled as one function (one graph)")
     p.add_argument("--compile-optimizer", action="store_true",
                    help="ours: AdamW's step compiled (for-each version, learning rate as a tensor) instead of fused")
     p.add_argument("--coordinate-descent", action="store_true",
@@ -349,11 +377,13 @@ def main(argv=None) -> int:
                        **({"local_size": args.local_size} if args.local_size else {})})
     images = load_train_images(args.data)
     images_gpu = torch.from_numpy(images).to(device)
-    flops = 3 * forward_flops_per_image(cfg, aug, 2048, 64)
+    train = TrainConfig()
+    flops = 3 * forward_flops_per_image(cfg, aug, train.proj_hidden, train.proj_dim)
     bs = args.batch_size
     check = attention_check(cfg, aug, bs, device) if args.attention == "fused" else None
     ours = dict(separate_views=args.separate_views, compile_mode=args.compile_mode,
-                compile_optimizer=args.compile_optimizer, compile_views=args.compile_views)
+                compile_optimizer=args.compile_optimizer, compile_views=args.compile_views,
+                whole_step=args.whole_step)
     variants = [
         ("ours, compiled model + compiled loss", lambda: bench_ours(
             images_gpu, cfg, aug, bs, args.steps, args.warmup, True, compile_loss=True, profile=args.profile, **ours)),
@@ -383,6 +413,7 @@ def main(argv=None) -> int:
                "workers": args.workers, "train_gflops_per_image": flops / 1e9,
                "ours": {"packed_views": not args.separate_views, "attention": args.attention, "gelu": args.gelu,
                         "compiled_views": args.compile_views, "compiled_optimizer": args.compile_optimizer,
+                        "whole_step": args.whole_step,
                         "coordinate_descent": args.coordinate_descent,
                         "compile_mode": args.compile_mode},
                "results": results}

@@ -358,11 +358,15 @@ class Objective:
     def compile(self) -> None:
         self.lejepa, self.info_nce = torch.compile(self.lejepa), torch.compile(self.info_nce)
 
+    def directions(self, step: int) -> torch.Tensor:
+        """SIGReg's random directions at this step (the same on every process)."""
+        cfg = self.cfg
+        return objectives.random_directions(cfg.proj_dim, cfg.num_slices, cfg.seed * 1_000_003 + step, self.device)
+
     def __call__(self, z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
         if cfg.objective == "lejepa":
-            dirs = objectives.random_directions(z.shape[-1], cfg.num_slices, cfg.seed * 1_000_003 + step, self.device)
-            parts = self.lejepa(z, dirs, cfg.lam, cfg.aug.global_views, cfg.knots, cfg.t_max)
+            parts = self.lejepa(z, self.directions(step), cfg.lam, cfg.aug.global_views, cfg.knots, cfg.t_max)
             return parts["loss"], {"train/sigreg": parts["sigreg"].detach(), "train/inv": parts["inv"].detach()}
         loss = self.info_nce(z, cfg.temperature)
         return loss, {"train/infonce": loss.detach()}
