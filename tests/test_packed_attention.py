@@ -72,10 +72,11 @@ def test_a_token_sees_only_its_own_sequence():
     assert moved.tolist() == [False] * 17 + [True] * 17 + [False] * 34
 
 
-@pytest.mark.parametrize("fused_gelu", [False, True])
-def test_vit_with_fused_kernels_matches_pytorch(monkeypatch, fused_gelu):
-    """The whole backbone on packed global + local views, with our attention (and GELU) kernels against
-    PyTorch's SDPA (and nn.Linear + nn.GELU): embeddings and every parameter's gradient."""
+@pytest.mark.parametrize("gelu", ["torch", "fused", "mlp"])
+def test_vit_with_fused_kernels_matches_pytorch(monkeypatch, gelu):
+    """The whole backbone on packed global + local views, with our attention (and GELU, and GELU with the MLP's
+    second layer) kernels against PyTorch's SDPA (and nn.Linear + nn.GELU): embeddings and every parameter's
+    gradient."""
     torch.manual_seed(2)
     model = vit.ViT(CFG)
     glob, loc = torch.randn(3, 3, 32, 32), torch.randn(6, 3, 16, 16)
@@ -88,7 +89,8 @@ def test_vit_with_fused_kernels_matches_pytorch(monkeypatch, fused_gelu):
 
     want, want_grads = run()
     monkeypatch.setattr(vit, "use_fused_attention", lambda h, head_dim: True)
-    monkeypatch.setattr(vit, "use_fused_gelu", lambda h: fused_gelu)
+    monkeypatch.setattr(vit, "use_fused_gelu", lambda h: gelu != "torch")
+    monkeypatch.setattr(vit, "FUSED_MLP_BACKWARD", gelu == "mlp")
     got, got_grads = run()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     for name, g in want_grads.items():  # float32 rounding, summed over every token: to 1e-4 of the largest entry
