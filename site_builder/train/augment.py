@@ -162,8 +162,8 @@ def make_constants(device) -> None:
 
 
 def compiled_views(device, mode: str = "default"):
-    """`views_with` compiled for `device`: a few fused kernels for all the views of a batch instead of some 90
-    small operations per batch of views, each launched from Python (what `make_views` runs with `views=`)."""
+    """`views_with` compiled for `device`: a few fused kernels for all the views of a batch instead of one
+    launch from Python per small operation (what `make_views` runs with `views=`)."""
     make_constants(device)
     return torch.compile(views_with, fullgraph=True, mode=mode)
 
