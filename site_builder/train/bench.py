@@ -123,10 +123,14 @@ def _step(module, opt, glob, loc, aug, b, step, objective, opt_step=None):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         z, _ = module(glob, loc)
     loss, _ = objective(z.view(aug.global_views + aug.local_views, b, -1), step)
+    _update(opt, loss, opt_step)
+    return loss
+
+
+def _update(opt, loss, opt_step=None):
     opt.zero_grad(set_to_none=True)
     loss.backward()
     (opt_step or opt.step)()
-    return loss
 
 
 def _views_model_loss(student, objective, aug, b, images_u8, u, dirs):
@@ -221,10 +225,8 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
         if forward is None:
             glob, loc = make_views(images, aug, gen, views)
             return _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
-        loss = forward(images, draw((aug.global_views + aug.local_views) * bs, device, gen), objective.directions(i))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        (opt_step or opt.step)()
+        _update(opt, forward(images, draw((aug.global_views + aug.local_views) * bs, device, gen),
+                             objective.directions(i)), opt_step)
 
     n = len(images_gpu)
     order = torch.randperm(n, device=device)
