@@ -95,10 +95,8 @@ ATTENTION_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "ef
 
 def use_gelu_kernel(name: str) -> None:
     """'fused': our Triton kernels for the MLP's bias + GELU (the training step's default on the GPU);
-    'mlp': those, and the second linear layer's input gradient fused with GELU's backward (gelu_linear);
     'torch': nn.Linear's bias and nn.GELU, compiled by Inductor."""
-    vit.FUSED_GELU = name in ("fused", "mlp")
-    vit.FUSED_MLP_BACKWARD = name == "mlp"
+    vit.FUSED_GELU = name == "fused"
 
 
 def use_attention_kernel(name: str) -> None:
@@ -350,9 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--attention", choices=["fused", "sdpa", *ATTENTION_KERNELS], default="fused",
                    help="fused: our Triton kernel (default); sdpa: SDPA per view size, PyTorch's kernel choice; "
                         "else SDPA with only that kernel")
-    p.add_argument("--gelu", choices=["fused", "mlp", "torch"], default="fused",
-                   help="fused: our Triton kernels for the MLP's bias + GELU (default); mlp: also the second layer's "
-                        "input gradient fused with GELU's backward; torch: nn.Linear + nn.GELU")
+    p.add_argument("--gelu", choices=["fused", "torch"], default="fused",
+                   help="fused: our Triton kernels for the MLP's bias + GELU (default); torch: nn.Linear + nn.GELU")
     p.add_argument("--compile-views", nargs="?", const="default", metavar="MODE",
                    help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation), "
                         "in this torch.compile mode (default: default; reduce-overhead: also a CUDA graph)")

@@ -17,18 +17,15 @@ from torch import nn
 from site_builder.train.config import ViTConfig
 
 try:  # Triton comes with PyTorch's CUDA wheels; without it (a CPU-only install) PyTorch's own ops run
-    from site_builder.train.bias_gelu import bias_gelu, gelu_linear
+    from site_builder.train.bias_gelu import bias_gelu
     from site_builder.train.packed_attention import PackedSequences, packed_attention
 except ImportError:
-    bias_gelu = gelu_linear = packed_attention = None
+    bias_gelu = packed_attention = None
 
 # The training step's kernels on the GPU: our Triton kernels (True), or PyTorch's (False; `bench --attention
 # sdpa` and `bench --gelu torch` measure them). Each pair computes the same function.
 FUSED_ATTENTION = True  # attention over the packed stream (train/packed_attention.py), else SDPA per view size
 FUSED_GELU = True  # the MLP's bias + GELU (train/bias_gelu.py), else nn.Linear's bias and nn.GELU
-# With FUSED_GELU, also the second linear layer's input gradient and GELU's derivative in one kernel
-# (bias_gelu.gelu_linear; `bench --gelu mlp`), not yet measured on the GPU
-FUSED_MLP_BACKWARD = False
 
 
 def _fused_kernels_apply(h: torch.Tensor) -> bool:
@@ -124,8 +121,7 @@ class Block(nn.Module):
         x = self.norm2(h)
         if fused_gelu:
             fc1, _, fc2 = self.mlp
-            x = F.linear(x, fc1.weight)
-            x = gelu_linear(x, fc1.bias, fc2.weight, fc2.bias) if FUSED_MLP_BACKWARD else fc2(bias_gelu(x, fc1.bias))
+            x = fc2(bias_gelu(F.linear(x, fc1.weight), fc1.bias))
         else:
             x = self.mlp(x)
         return h + drop_path(x, self.drop_rate, self.training, groups)
