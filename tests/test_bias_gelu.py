@@ -1,5 +1,5 @@
 """GELU(x + bias) with its bias gradient (Triton, run here by Triton's CPU interpreter) against nn.Linear's
-bias followed by nn.GELU: the same values and gradients, on shapes that are not multiples of the tiles."""
+bias followed by nn.GELU: the same values and gradients, on shapes that are and are not multiples of the tiles."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ pytest.importorskip("triton")
 from site_builder.train.bias_gelu import BACK_COLS, BACK_ROWS, COLS, ROWS, bias_gelu  # noqa: E402
 
 
-def test_values_and_gradients_match_linear_bias_then_gelu():
+@pytest.mark.parametrize("n, hidden", [
+    (3 * max(ROWS, BACK_ROWS) + 5, max(COLS, BACK_COLS) + 72),  # partial tiles: masked loads and stores
+    (2 * max(ROWS, BACK_ROWS), 2 * max(COLS, BACK_COLS)),  # whole tiles: the kernels run without masks
+])
+def test_values_and_gradients_match_linear_bias_then_gelu(n, hidden):
     torch.manual_seed(0)
-    n, hidden = 3 * max(ROWS, BACK_ROWS) + 5, max(COLS, BACK_COLS) + 72
     x = (2 * torch.randn(n, hidden)).requires_grad_()
     bias = torch.randn(hidden, requires_grad=True)
     grad = torch.randn(n, hidden)

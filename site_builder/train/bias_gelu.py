@@ -21,13 +21,32 @@ INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 
 
 @triton.jit
-def _tile(X, BIAS, N, F, ROWS: tl.constexpr, COLS: tl.constexpr):
+def _load(pointers, ok, EVEN: tl.constexpr):
+    """Values at the pointers, zero where not ok; without a mask when the tiles divide the tensor (EVEN), since
+    the kernels are bound by instructions, not memory."""
+    if EVEN:
+        v = tl.load(pointers)
+    else:
+        v = tl.load(pointers, mask=ok, other=0.0)
+    return v
+
+
+@triton.jit
+def _store(pointers, v, ok, EVEN: tl.constexpr):
+    if EVEN:
+        tl.store(pointers, v)
+    else:
+        tl.store(pointers, v, mask=ok)
+
+
+@triton.jit
+def _tile(X, BIAS, N, F, ROWS: tl.constexpr, COLS: tl.constexpr, EVEN: tl.constexpr):
     """Column indices of this program's tile, its mask and offsets, and x + bias there, in float32."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(1) * COLS + tl.arange(0, COLS)
     ok = (rows < N)[:, None] & (cols < F)[None, :]
     at = rows[:, None] * F + cols[None, :]
-    x = tl.load(X + at, mask=ok, other=0.0).to(tl.float32) + tl.load(BIAS + cols, mask=cols < F, other=0.0)[None, :]
+    x = _load(X + at, ok, EVEN).to(tl.float32) + _load(BIAS + cols, cols < F, EVEN)[None, :]
     return cols, ok, at, x
 
 
@@ -57,27 +76,33 @@ def _gelu_slope(x):
 
 
 @triton.jit
-def _bias_gelu_forward(X, BIAS, Y, N, F, ROWS: tl.constexpr, COLS: tl.constexpr):
-    _, ok, at, x = _tile(X, BIAS, N, F, ROWS, COLS)
-    tl.store(Y + at, _gelu(x).to(Y.dtype.element_ty), mask=ok)
+def _bias_gelu_forward(X, BIAS, Y, N, F, ROWS: tl.constexpr, COLS: tl.constexpr, EVEN: tl.constexpr):
+    _, ok, at, x = _tile(X, BIAS, N, F, ROWS, COLS, EVEN)
+    _store(Y + at, _gelu(x).to(Y.dtype.element_ty), ok, EVEN)
 
 
 @triton.jit
-def _bias_gelu_backward(GRAD, X, BIAS, DX, PARTIAL, N, F, ROWS: tl.constexpr, COLS: tl.constexpr):
-    cols, ok, at, x = _tile(X, BIAS, N, F, ROWS, COLS)
-    g = tl.where(ok, tl.load(GRAD + at, mask=ok, other=0.0).to(tl.float32) * _gelu_slope(x), 0.0)
-    tl.store(DX + at, g.to(DX.dtype.element_ty), mask=ok)
-    tl.store(PARTIAL + tl.program_id(0) * F + cols, tl.sum(g, 0), mask=cols < F)
+def _bias_gelu_backward(GRAD, X, BIAS, DX, PARTIAL, N, F, ROWS: tl.constexpr, COLS: tl.constexpr,
+                        EVEN: tl.constexpr):
+    cols, ok, at, x = _tile(X, BIAS, N, F, ROWS, COLS, EVEN)
+    g = _load(GRAD + at, ok, EVEN).to(tl.float32) * _gelu_slope(x)  # 0 outside the tensor (grad loads as 0)
+    _store(DX + at, g.to(DX.dtype.element_ty), ok, EVEN)
+    _store(PARTIAL + tl.program_id(0) * F + cols, tl.sum(g, 0), cols < F, EVEN)
 
 
 def _grid(x: torch.Tensor, rows: int, cols: int) -> tuple[int, int]:
     return triton.cdiv(x.shape[0], rows), triton.cdiv(x.shape[1], cols)
 
 
+def _even(x: torch.Tensor, rows: int, cols: int) -> bool:
+    return x.shape[0] % rows == 0 and x.shape[1] % cols == 0
+
+
 @torch.library.custom_op("site_builder::bias_gelu", mutates_args=())
 def _bias_gelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     y = torch.empty_like(x)
-    _bias_gelu_forward[_grid(x, ROWS, COLS)](x, bias, y, x.shape[0], x.shape[1], ROWS=ROWS, COLS=COLS, num_warps=WARPS)
+    _bias_gelu_forward[_grid(x, ROWS, COLS)](x, bias, y, x.shape[0], x.shape[1], ROWS=ROWS, COLS=COLS,
+                                              EVEN=_even(x, ROWS, COLS), num_warps=WARPS)
     return y
 
 
@@ -93,7 +118,7 @@ def _bias_gelu_backward_op(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tens
     dx = torch.empty_like(x)
     partial = x.new_empty(grid[0], x.shape[1], dtype=torch.float32)
     _bias_gelu_backward[grid](grad, x, bias, dx, partial, x.shape[0], x.shape[1], ROWS=BACK_ROWS, COLS=BACK_COLS,
-                              num_warps=BACK_WARPS)
+                              EVEN=_even(x, BACK_ROWS, BACK_COLS), num_warps=BACK_WARPS)
     return dx, partial.sum(0).to(bias.dtype)
 
 
