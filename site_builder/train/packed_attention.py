@@ -109,16 +109,34 @@ def _span(STARTS, ENDS, tile, size, N):
 
 
 @triton.jit
-def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
-                              H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                              BLOCKS: tl.constexpr):
-    tile, head = tl.program_id(0), tl.program_id(1)
-    D: tl.constexpr = H * 2 * HALF
+def _query_tile(QKV, COS, SIN, STARTS, ENDS, tile, head, N, D: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr):
+    """A tile of queries for one head: its tokens, which exist, q's rotated halves, each one's sequence (-1
+    where not valid), and the span of keys its sequences cover."""
     rows = tile * BM + tl.arange(0, BM)
     row_ok = rows < N
     qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
     lo, hi = _span(STARTS, ENDS, tile, BM, N)
+    return rows, row_ok, qa, qb, row_seq, lo, hi
+
+
+@triton.jit
+def _key_tile(QKV, COS, SIN, STARTS, start, hi, qa, qb, qk_scale, head, D: tl.constexpr, HALF: tl.constexpr,
+              BN: tl.constexpr):
+    """The keys from `start` (those before `hi`) for one head: k's rotated halves, v, each one's sequence, and
+    the queries' scores against them (log2 units)."""
+    cols = start + tl.arange(0, BN)
+    ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, cols < hi, head, D, HALF)
+    return ka, kb, v, col_seq, (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+
+
+@triton.jit
+def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale,
+                              H: tl.constexpr, HALF: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                              BLOCKS: tl.constexpr):
+    tile, head = tl.program_id(0), tl.program_id(1)
+    D: tl.constexpr = H * 2 * HALF
+    rows, row_ok, qa, qb, row_seq, lo, hi = _query_tile(QKV, COS, SIN, STARTS, ENDS, tile, head, N, D, HALF, BM)
     dims = tl.arange(0, 2 * HALF)
     m = tl.full([BM], float("-inf"), tl.float32)
     total = tl.zeros([BM], tl.float32)
@@ -126,10 +144,7 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
     for j in range(0, BLOCKS):
         start = lo + j * BN
         if start < hi:
-            cols = start + tl.arange(0, BN)
-            col_ok = cols < hi
-            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
-            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            _, _, v, col_seq, s = _key_tile(QKV, COS, SIN, STARTS, start, hi, qa, qb, qk_scale, head, D, HALF, BN)
             s = tl.where(row_seq[:, None] == col_seq[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no key of theirs so far
@@ -152,27 +167,20 @@ def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, D
     """dq for a tile of queries; also writes delta = rowsum(out * grad), which the dk/dv kernel reads."""
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
-    rows = tile * BM + tl.arange(0, BM)
-    row_ok = rows < N
+    rows, row_ok, qa, qb, row_seq, lo, hi = _query_tile(QKV, COS, SIN, STARTS, ENDS, tile, head, N, D, HALF, BM)
     dims = tl.arange(0, 2 * HALF)
-    qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
     od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
     do = tl.load(GRAD + od, mask=row_ok[:, None], other=0.0)
     o = tl.load(OUT + od, mask=row_ok[:, None], other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(DELTA + rows * H + head, delta, mask=row_ok)
     lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
-    row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
-    lo, hi = _span(STARTS, ENDS, tile, BM, N)
     ga = tl.zeros([BM, HALF], tl.float32)
     gb = tl.zeros([BM, HALF], tl.float32)
     for j in range(0, BLOCKS):
         start = lo + j * BN
         if start < hi:
-            cols = start + tl.arange(0, BN)
-            col_ok = cols < hi
-            ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
-            s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+            ka, kb, v, col_seq, s = _key_tile(QKV, COS, SIN, STARTS, start, hi, qa, qb, qk_scale, head, D, HALF, BN)
             p = tl.where(row_seq[:, None] == col_seq[None, :], tl.exp2(s - lse[:, None]), 0.0)
             dp = tl.dot(do, tl.trans(v))
             ds = (p * (dp - delta[:, None])).to(ka.dtype)
