@@ -1,6 +1,7 @@
 """The fused packed attention (Triton, run here by Triton's CPU interpreter) against Block's SDPA path:
 the same outputs and the same gradients, for sequences shorter and longer than a kernel tile, packed
-in groups of different sizes, with a token count that is not a multiple of the tile."""
+in groups of different sizes, with a token count that is not a multiple of the tile, and with query and key
+tiles of different sizes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ pytest.importorskip("triton")
 
 from site_builder.train import model as vit  # noqa: E402
 from site_builder.train.config import ViTConfig  # noqa: E402
-from site_builder.train.packed_attention import BLOCK, PackedSequences, packed_attention  # noqa: E402
+from site_builder.train import packed_attention as kernels  # noqa: E402
+from site_builder.train.packed_attention import PackedSequences, Tiles, packed_attention  # noqa: E402
 
 CFG = ViTConfig(patch_size=4, width=64, depth=2, heads=2)  # head_dim 32
 
@@ -40,11 +42,16 @@ def test_tables_mark_each_tokens_sequence_and_leave_cls_unrotated():
     assert torch.equal(packed.cos[11:20], groups[1].cos) and torch.equal(packed.sin[6:10], groups[0].sin)
 
 
-def test_forward_and_gradients_match_sdpa_per_group():
+@pytest.mark.parametrize("tiles", [None, Tiles(16, 32, 4, 1), Tiles(32, 16, 2, 1)],
+                         ids=["module's tiles", "16 queries x 32 keys", "32 queries x 16 keys"])
+def test_forward_and_gradients_match_sdpa_per_group(monkeypatch, tiles):
+    for kernel in ("FORWARD", "BACKWARD_DQ", "BACKWARD_DKDV"):
+        monkeypatch.setattr(kernels, kernel, tiles or getattr(kernels, kernel))
     torch.manual_seed(0)
     groups = _groups(GRIDS)
     n = sum(g.size for g in groups)
-    assert n % BLOCK and max(g.tokens for g in groups) > 2 * BLOCK
+    sides = {t.queries for t in (kernels.FORWARD, kernels.BACKWARD_DQ)} | {kernels.BACKWARD_DKDV.keys}
+    assert all(n % side and max(g.tokens for g in groups) > 2 * side for side in sides)
     block = vit.Block(CFG)
     qkv = torch.randn(n, 3 * CFG.width, requires_grad=True)
     grad = torch.randn(n, CFG.width)

@@ -28,27 +28,43 @@ import triton.language as tl
 if TYPE_CHECKING:
     from site_builder.train.model import ViewGroup
 
-BLOCK = 64  # tokens per query tile and per key tile
 LOG2E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """One kernel's launch: `queries` x `keys` tokens a tile (the tile a program owns is the queries' in the
+    forward and dq kernels, the keys' in the dk/dv kernel), warps and pipeline stages a program."""
+
+    queries: int
+    keys: int
+    warps: int
+    stages: int
+
+    def blocks(self, own: int, other: int, longest: int) -> int:
+        """Tiles of the other side a program visits: its own tokens and up to longest - 1 either side (a
+        constant of the compiled kernels: Triton's interpreter, which the tests use, cannot loop to a loaded
+        bound)."""
+        return triton.cdiv(own + 2 * (longest - 1), other)
+
+
+# 64 x 64 for all three (tuned tied in the fifth stretch, NOTES.md).
+FORWARD = Tiles(queries=64, keys=64, warps=4, stages=3)
+BACKWARD_DQ = Tiles(queries=64, keys=64, warps=4, stages=3)
+BACKWARD_DKDV = Tiles(queries=64, keys=64, warps=4, stages=3)
 
 
 @dataclass(frozen=True)
 class PackedSequences:
     """Per-token tables of a packed stream: the rotary cos/sin of each token (N x head_dim/2, float32; the CLS
     token, which has no position, gets cos 1 and sin 0) and the first and one-past-last token index of the
-    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the keys a tile visits."""
+    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the tokens a tile visits."""
 
     cos: torch.Tensor
     sin: torch.Tensor
     starts: torch.Tensor
     ends: torch.Tensor
     longest: int
-
-    @property
-    def blocks(self) -> int:
-        """Key tiles a query tile may visit: its own tokens and up to longest - 1 either side (a constant of
-        the compiled kernels: Triton's interpreter, which the tests use, cannot loop to a loaded bound)."""
-        return triton.cdiv(BLOCK + 2 * (self.longest - 1), BLOCK)
 
     @classmethod
     def of(cls, groups: list[ViewGroup]) -> PackedSequences:
@@ -226,57 +242,64 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
              dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
 
 
-def _launch_args(qkv: torch.Tensor, heads: int, blocks: int) -> tuple[tuple[int, int], float, dict]:
-    """Grid (query or key tiles x heads), the softmax scale 1/sqrt(head_dim), the kernels' constants."""
+def _launch(kernel, tiles: Tiles, keys_own: bool, qkv: torch.Tensor, heads: int, longest: int, *args) -> None:
+    """Run `kernel` on (its tiles of the stream) x heads programs: a tile of queries, or of keys where
+    `keys_own`, visiting the other side's tiles of its sequences."""
     half = qkv.shape[1] // 3 // heads // 2
-    grid = (triton.cdiv(qkv.shape[0], BLOCK), heads)
-    return grid, 1.0 / math.sqrt(2 * half), dict(H=heads, HALF=half, BM=BLOCK, BN=BLOCK, BLOCKS=blocks)
+    own, other = (tiles.keys, tiles.queries) if keys_own else (tiles.queries, tiles.keys)
+    grid = (triton.cdiv(qkv.shape[0], own), heads)
+    kernel[grid](qkv, *args, H=heads, HALF=half, BM=tiles.queries, BN=tiles.keys,
+                 BLOCKS=tiles.blocks(own, other, longest), num_warps=tiles.warps, num_stages=tiles.stages)
+
+
+def _scale(qkv: torch.Tensor, heads: int) -> float:
+    """The softmax scale, 1/sqrt(head_dim)."""
+    return 1.0 / math.sqrt(qkv.shape[1] // 3 // heads)
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
 def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
-               ends: torch.Tensor, heads: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    grid, scale, constants = _launch_args(qkv, heads, blocks)
+               ends: torch.Tensor, heads: int, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
     lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
-    _packed_attention_forward[grid](qkv, cos, sin, starts, ends, out, lse, qkv.shape[0], scale * LOG2E, **constants)
+    _launch(_packed_attention_forward, FORWARD, False, qkv, heads, longest,
+            cos, sin, starts, ends, out, lse, qkv.shape[0], _scale(qkv, heads) * LOG2E)
     return out, lse
 
 
 @_attention.register_fake
-def _(qkv, cos, sin, starts, ends, heads, blocks):
+def _(qkv, cos, sin, starts, ends, heads, longest):
     return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
 def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                         cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
-                        heads: int, blocks: int) -> torch.Tensor:
-    grid, scale, constants = _launch_args(qkv, heads, blocks)
+                        heads: int, longest: int) -> torch.Tensor:
     dqkv = torch.empty_like(qkv)
     delta = torch.empty_like(lse)
-    n = qkv.shape[0]
-    _packed_attention_backward_dq[grid](qkv, cos, sin, starts, ends, out, grad, lse, delta, dqkv, n,
-                                        scale * LOG2E, scale, **constants)
-    _packed_attention_backward_dkdv[grid](qkv, cos, sin, starts, ends, grad, lse, delta, dqkv, n,
-                                          scale * LOG2E, scale, **constants)
+    n, scale = qkv.shape[0], _scale(qkv, heads)
+    _launch(_packed_attention_backward_dq, BACKWARD_DQ, False, qkv, heads, longest,
+            cos, sin, starts, ends, out, grad, lse, delta, dqkv, n, scale * LOG2E, scale)
+    _launch(_packed_attention_backward_dkdv, BACKWARD_DKDV, True, qkv, heads, longest,
+            cos, sin, starts, ends, grad, lse, delta, dqkv, n, scale * LOG2E, scale)
     return dqkv
 
 
 @_attention_backward.register_fake
-def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, blocks):
+def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, longest):
     return torch.empty_like(qkv)
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, cos, sin, starts, ends, heads, blocks = inputs
+    qkv, cos, sin, starts, ends, heads, longest = inputs
     ctx.save_for_backward(qkv, cos, sin, starts, ends, *output)
-    ctx.heads, ctx.blocks = heads, blocks
+    ctx.heads, ctx.longest = heads, longest
 
 
 def _backward(ctx, grad_out, _grad_lse):
     qkv, cos, sin, starts, ends, out, lse = ctx.saved_tensors
-    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.blocks)
+    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.longest)
     return dqkv, None, None, None, None, None, None
 
 
@@ -288,4 +311,4 @@ def packed_attention(qkv: torch.Tensor, packed: PackedSequences, heads: int) -> 
 
     qkv: N x 3*H*d, the qkv layer's output (q, k, v, each H heads of d); returns N x H*d."""
     return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.starts, packed.ends, heads,
-                      packed.blocks)[0]
+                      packed.longest)[0]
