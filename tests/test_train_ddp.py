@@ -1,6 +1,7 @@
 """DistributedDataParallel does what one process does on the combined batch: one training step on 2 gloo
 processes with B images each gives the same loss, SIGReg, invariance, InfoNCE, gradients and updated
-parameters as 1 process with the 2B images (views made once and split, so augmentation is not a factor)."""
+parameters as 1 process with the 2B images (the views' random draws made once and split, so each image's
+views are the same in both)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from site_builder.train.augment import AugConfig, make_views  # noqa: E402
+import functools  # noqa: E402
+
+from site_builder.train.augment import AugConfig, draw, views_with  # noqa: E402
 from site_builder.train.model import Projector, ViT, ViTConfig  # noqa: E402
-from site_builder.train.trainer import Objective, Student, TrainConfig, train_step  # noqa: E402
+from site_builder.train.trainer import Objective, Student, TrainConfig, step_forward, train_step  # noqa: E402
 
 B = 8  # images per process
 
@@ -25,16 +28,17 @@ def _config(objective: str) -> TrainConfig:
                        aug=AugConfig(global_views=2, local_views=2))
 
 
-def _combined_views(cfg: TrainConfig, world: int):
+def _combined_batch(cfg: TrainConfig, world: int):
+    """The images, the draws of their views (view-major) and the labels of `world` processes' batches."""
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (world * B, 32, 32, 3), dtype=torch.uint8, generator=gen)
     labels = torch.arange(world * B) % 100
-    glob, loc = make_views(images, cfg.aug, torch.Generator().manual_seed(2))
-    return glob, loc, labels
+    u = draw((cfg.aug.global_views + cfg.aug.local_views) * world * B, "cpu", torch.Generator().manual_seed(2))
+    return images, u, labels
 
 
 def _rank_slice(views: torch.Tensor, n_views: int, world: int, rank: int) -> torch.Tensor:
-    """This process's images of view-major views (V x world*B) -> (V x B)."""
+    """This process's rows of view-major views or draws (V x world*B) -> (V x B)."""
     v = views.view(n_views, world * B, *views.shape[1:])
     return v[:, rank * B:(rank + 1) * B].reshape(n_views * B, *views.shape[1:])
 
@@ -51,13 +55,14 @@ def one_step(objective: str, world: int, rank: int) -> dict:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         module = DDP(student)
-    glob, loc, labels = _combined_views(cfg, 2)
+    images, u, labels = _combined_batch(cfg, 2)
     if world > 1:
-        glob = _rank_slice(glob, cfg.aug.global_views, world, rank)
-        loc = _rank_slice(loc, cfg.aug.local_views, world, rank)
-        labels = labels[rank * B:(rank + 1) * B]
+        images, labels = images[rank * B:(rank + 1) * B], labels[rank * B:(rank + 1) * B]
+        u = _rank_slice(u, cfg.aug.global_views + cfg.aug.local_views, world, rank)
     before = {k: v.detach().clone() for k, v in student.named_parameters()}
-    metrics = train_step(module, opt, Objective(cfg, torch.device("cpu")), glob, loc, labels, step=3)
+    objective = Objective(cfg, torch.device("cpu"))
+    forward = functools.partial(step_forward, module, objective, views_with)
+    metrics = train_step(forward, opt, images, u, objective.directions(3), labels)
     grads = {k: p.grad.detach().clone() for k, p in student.named_parameters()}
     metrics = {k: v.detach().clone() for k, v in metrics.items()}
     if world > 1:  # per-process losses are means over that process's images: average them

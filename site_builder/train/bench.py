@@ -14,7 +14,7 @@ Options for measuring one optimisation at a time (run the command twice in one s
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
 GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--compile-optimizer`
-(AdamW's step compiled), `--whole-step` (views, model and loss as one compiled function),
+(AdamW's step compiled), `--whole-step` (the step as `train` runs it: views, model and loss one compiled function),
 `--coordinate-descent` (Inductor tunes its kernels' launch configurations), `--compile-mode` (torch.compile's
 mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
@@ -43,8 +43,7 @@ from site_builder.train.config import forward_flops_per_image  # torch-free, als
 from site_builder.train.data import MEAN, STD
 from site_builder.train import model as vit
 from site_builder.train.model import Projector, ViT, ViTConfig
-from site_builder.train.objectives import lejepa_loss
-from site_builder.train.trainer import Objective, Student, TrainConfig
+from site_builder.train.trainer import Objective, Student, TrainConfig, step_forward, train_step
 
 PEAK_BF16_FLOPS = 989e12
 
@@ -120,7 +119,7 @@ class _SeparateViews(Student):
 def _step(module, opt, glob, loc, aug, b, step, objective, opt_step=None):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         z, _ = module(glob, loc)
-    loss, _ = objective(z.view(aug.global_views + aug.local_views, b, -1), step)
+    loss, _ = objective(z.view(aug.global_views + aug.local_views, b, -1), objective.directions(step))
     _update(opt, loss, opt_step)
     return loss
 
@@ -129,16 +128,6 @@ def _update(opt, loss, opt_step=None):
     opt.zero_grad(set_to_none=True)
     loss.backward()
     (opt_step or opt.step)()
-
-
-def _views_model_loss(student, objective, aug, b, images_u8, u, dirs):
-    """A step's forward as one function: views, backbone and projector, LeJEPA's loss (one compiled graph)."""
-    glob, loc = views_with(images_u8, u, aug)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        z, _ = student(glob, loc)
-    cfg = objective.cfg
-    z = z.view(aug.global_views + aug.local_views, b, -1)
-    return lejepa_loss(z, dirs, cfg.lam, aug.global_views, cfg.knots, cfg.t_max)["loss"]
 
 
 def _objective(cfg: ViTConfig, aug: AugConfig, device, compile_loss: bool) -> Objective:
@@ -212,19 +201,20 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
     module = torch.compile(student, mode=compile_mode) if compile_ else student
     opt_step = torch.compile(opt.step) if compile_optimizer else None
     views = compiled_views(device, compile_views) if compile_views else views_with
-    objective = _objective(cfg, aug, device, compile_loss)
+    objective = _objective(cfg, aug, device, compile_loss and not whole_step)
     gen = torch.Generator(device=device).manual_seed(0)
     forward = None
-    if whole_step:  # views, model and loss compiled together (the model's own compile above goes unused)
+    if whole_step:  # the step as `train` runs it on one GPU (the model's own compile above goes unused)
         make_constants(device)
-        forward = torch.compile(functools.partial(_views_model_loss, student, objective, aug, bs), mode=compile_mode)
+        forward = torch.compile(functools.partial(step_forward, student, objective, views_with), mode=compile_mode)
+        labels = torch.zeros(bs, dtype=torch.long, device=device)  # the online probe's (any class does)
 
     def one_step(i, images):
         if forward is None:
             glob, loc = make_views(images, aug, gen, views)
             return _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
-        _update(opt, forward(images, draw((aug.global_views + aug.local_views) * bs, device, gen),
-                             objective.directions(i)), opt_step)
+        u = draw((aug.global_views + aug.local_views) * bs, device, gen)
+        train_step(forward, opt, images, u, objective.directions(i), labels)
 
     n = len(images_gpu)
     order = torch.randperm(n, device=device)
@@ -354,7 +344,8 @@ def main(argv=None) -> int:
                    help="ours: the augmentations compiled (a few fused kernels instead of one launch per operation), "
                         "in this torch.compile mode (default: default; reduce-overhead: also a CUDA graph)")
     p.add_argument("--whole-step", action="store_true",
-                   help="ours: augmentations, model and LeJEPA's loss compiled as one function (one graph)")
+                   help="ours: the step as `train` runs it on one GPU (trainer.step_forward: augmentations, model "
+                        "and loss compiled as one function, fused AdamW)")
     p.add_argument("--compile-optimizer", action="store_true",
                    help="ours: AdamW's step compiled (for-each version, learning rate as a tensor) instead of fused")
     p.add_argument("--coordinate-descent", action="store_true",
@@ -363,6 +354,8 @@ def main(argv=None) -> int:
                    help="torch.compile mode of the model (default, max-autotune-no-cudagraphs, max-autotune, ...)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    if args.whole_step and (args.compile_optimizer or args.compile_views or args.separate_views):
+        p.error("--whole-step is train's own step: no --compile-optimizer, --compile-views or --separate-views")
     from site_builder.train.command import SIZES
 
     torch.backends.cuda.matmul.allow_tf32 = True

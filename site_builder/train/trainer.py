@@ -1,6 +1,6 @@
 """The training loop: whole data set on the device as uint8, batched GPU augmentations, bf16 autocast,
 packed views with our attention and GELU kernels (train/packed_attention.py, train/bias_gelu.py),
-torch.compile (the step replayed as CUDA graphs on one GPU, the augmentations fused), fused AdamW, and no host
+torch.compile (on one GPU the step's views, model and loss one graph, replayed as CUDA graphs), fused AdamW, and no host
 sync inside the step loop (per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
 
 Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).
@@ -8,6 +8,7 @@ Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on G
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -20,7 +21,7 @@ from torch import nn
 
 from site_builder.errors import UserError
 from site_builder.train import objectives
-from site_builder.train.augment import compiled_views, make_views, views_with
+from site_builder.train.augment import compiled_views, draw, make_constants, views_with
 from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
 from site_builder.train.data import load_cifar100, normalize, validation_split
 from site_builder.train.config import TrainConfig
@@ -144,15 +145,17 @@ class Trainer:
 
             self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.objective = Objective(cfg, self.setup.device)
-        self.views = views_with
-        if cfg.compile and dev.type == "cuda":
-            # One process: the compiled forward and backward replay as CUDA graphs (the host's kernel launches
-            # otherwise leave the GPU idle for part of each step; bench --compile-mode measures it). Under DDP
-            # the gradient all-reduce runs between the graph's pieces, so the default mode.
-            mode = "reduce-overhead" if self.setup.world == 1 else "default"
-            self.step_module = torch.compile(self.step_module, mode=mode)
+        self.forward = functools.partial(step_forward, self.step_module, self.objective, views_with)
+        if cfg.compile and dev.type == "cuda" and self.setup.world == 1:
+            # One graph for the views, model and loss, its forward and backward replayed as CUDA graphs: the
+            # host's kernel launches otherwise leave the GPU idle for part of each step (bench --whole-step).
+            make_constants(dev)
+            self.forward = torch.compile(self.forward, mode="reduce-overhead")
+        elif cfg.compile and dev.type == "cuda":
+            # Under DDP the gradient all-reduce runs between the graph's pieces: default mode, in three parts.
             self.objective.compile()
-            self.views = compiled_views(dev)
+            self.forward = functools.partial(step_forward, torch.compile(self.step_module), self.objective,
+                                             compiled_views(dev))
         self.aug_gen = torch.Generator(device=dev)
 
     def _provenance(self) -> dict:
@@ -204,8 +207,10 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
-        glob, loc = make_views(self.train_x[idx], self.cfg.aug, self.aug_gen, self.views)
-        return train_step(self.step_module, self.opt, self.objective, glob, loc, self.train_y[idx], self.step)
+        a = self.cfg.aug
+        u = draw((a.global_views + a.local_views) * len(idx), self.setup.device, self.aug_gen)
+        return train_step(self.forward, self.opt, self.train_x[idx], u, self.objective.directions(self.step),
+                          self.train_y[idx])
 
     @torch.no_grad()
     def online_probe_accuracy(self) -> torch.Tensor:
@@ -325,23 +330,33 @@ class Trainer:
         return evaluate_representation(train, val, test, weight_decays=cfg.final_probe_weight_decays, device=dev)
 
 
-def train_step(step_module: nn.Module, opt: torch.optim.Optimizer, objective: "Objective", glob: torch.Tensor,
-               loc: torch.Tensor | None, labels: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-    """One optimisation step on this process's views (view-major: V x B images). Under DDP the gradients
-    are averaged over processes, and SIGReg / InfoNCE see the global batch, so N processes with B images
-    each step like one process with N x B (tests/test_train_ddp.py checks it)."""
+def step_forward(student: nn.Module, objective: Objective, views, images_u8: torch.Tensor, u: torch.Tensor,
+                 directions: torch.Tensor | None, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A step's forward on this process's images: their views (`views(images_u8, u, aug)`, view-major: V x B),
+    backbone, projector and online probe under bf16 autocast, and the loss to minimise (the objective's plus the
+    probe's) with its parts. Under DDP the gradients are averaged over processes, and SIGReg / InfoNCE see the
+    global batch, so N processes with B images each step like one process with N x B (tests/test_train_ddp.py)."""
     a = objective.cfg.aug
+    glob, loc = views(images_u8, u, a)
     dev_type = glob.device.type
     with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=dev_type == "cuda"):
-        z, probe_logits = step_module(glob, loc)
+        z, probe_logits = student(glob, loc)
     z = z.view(a.global_views + a.local_views, len(labels), -1)
-    loss, metrics = objective(z, step)
+    loss, metrics = objective(z, directions)
     probe_loss = F.cross_entropy(probe_logits.float(), labels.repeat(a.global_views))
-    opt.zero_grad(set_to_none=True)
-    (loss + probe_loss).backward()
-    opt.step()
     metrics.update({"train/loss": loss.detach(), "probe/train_loss": probe_loss.detach()})
-    return metrics
+    return loss + probe_loss, metrics
+
+
+def train_step(forward, opt: torch.optim.Optimizer, images_u8: torch.Tensor, u: torch.Tensor,
+               directions: torch.Tensor | None, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One optimisation step: `forward` is `step_forward` with its student, objective and views bound (compiled
+    or not). Returns the metrics, copied: a CUDA graph's outputs are overwritten by its next replay."""
+    loss, metrics = forward(images_u8, u, directions, labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {k: v.clone() for k, v in metrics.items()}
 
 
 class Objective:
@@ -358,15 +373,18 @@ class Objective:
     def compile(self) -> None:
         self.lejepa, self.info_nce = torch.compile(self.lejepa), torch.compile(self.info_nce)
 
-    def directions(self, step: int) -> torch.Tensor:
-        """SIGReg's random directions at this step (the same on every process)."""
+    def directions(self, step: int) -> torch.Tensor | None:
+        """SIGReg's random directions at this step (the same on every process); InfoNCE has none."""
         cfg = self.cfg
+        if cfg.objective != "lejepa":
+            return None
         return objectives.random_directions(cfg.proj_dim, cfg.num_slices, cfg.seed * 1_000_003 + step, self.device)
 
-    def __call__(self, z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, z: torch.Tensor,
+                 directions: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
         if cfg.objective == "lejepa":
-            parts = self.lejepa(z, self.directions(step), cfg.lam, cfg.aug.global_views, cfg.knots, cfg.t_max)
+            parts = self.lejepa(z, directions, cfg.lam, cfg.aug.global_views, cfg.knots, cfg.t_max)
             return parts["loss"], {"train/sigreg": parts["sigreg"].detach(), "train/inv": parts["inv"].detach()}
         loss = self.info_nce(z, cfg.temperature)
         return loss, {"train/infonce": loss.detach()}
