@@ -5,6 +5,7 @@ views are the same in both)."""
 
 from __future__ import annotations
 
+import functools
 import socket
 
 import pytest
@@ -12,8 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
-
-import functools  # noqa: E402
 
 from site_builder.train.augment import AugConfig, draw, views_with  # noqa: E402
 from site_builder.train.model import Projector, ViT, ViTConfig  # noqa: E402

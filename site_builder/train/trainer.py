@@ -1,7 +1,8 @@
 """The training loop: whole data set on the device as uint8, batched GPU augmentations, bf16 autocast,
 packed views with our attention and GELU kernels (train/packed_attention.py, train/bias_gelu.py),
-torch.compile (on one GPU the step's views, model and loss one graph, replayed as CUDA graphs), fused AdamW, and no host
-sync inside the step loop (per-step metrics stay on the device and are flushed to wandb every `log_every` steps).
+torch.compile (on one GPU the step's views, model and loss one graph, replayed as CUDA graphs), fused AdamW,
+and no host sync inside the step loop (per-step metrics stay on the device and are flushed to wandb every
+`log_every` steps).
 
 Works on one device, or under `torchrun` with DistributedDataParallel (NCCL on GPUs, gloo on CPU).
 """
@@ -139,13 +140,13 @@ class Trainer:
         self.wandb_id = None
         self._maybe_resume()
 
-        self.step_module: nn.Module = self.student
+        module: nn.Module = self.student
         if self.setup.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.step_module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
+            module = DDP(self.student, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.objective = Objective(cfg, self.setup.device)
-        self.forward = functools.partial(step_forward, self.step_module, self.objective, views_with)
+        self.forward = functools.partial(step_forward, module, self.objective, views_with)
         if cfg.compile and dev.type == "cuda" and self.setup.world == 1:
             # One graph for the views, model and loss, its forward and backward replayed as CUDA graphs: the
             # host's kernel launches otherwise leave the GPU idle for part of each step (bench --whole-step).
@@ -154,7 +155,7 @@ class Trainer:
         elif cfg.compile and dev.type == "cuda":
             # Under DDP the gradient all-reduce runs between the graph's pieces: default mode, in three parts.
             self.objective.compile()
-            self.forward = functools.partial(step_forward, torch.compile(self.step_module), self.objective,
+            self.forward = functools.partial(step_forward, torch.compile(module), self.objective,
                                              compiled_views(dev))
         self.aug_gen = torch.Generator(device=dev)
 
@@ -331,7 +332,8 @@ class Trainer:
 
 
 def step_forward(student: nn.Module, objective: Objective, views, images_u8: torch.Tensor, u: torch.Tensor,
-                 directions: torch.Tensor | None, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 directions: torch.Tensor | None,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A step's forward on this process's images: their views (`views(images_u8, u, aug)`, view-major: V x B),
     backbone, projector and online probe under bf16 autocast, and the loss to minimise (the objective's plus the
     probe's) with its parts. Under DDP the gradients are averaged over processes, and SIGReg / InfoNCE see the
