@@ -14,9 +14,9 @@ Options for measuring one optimisation at a time (run the command twice in one s
 the packed pass), `--attention` (our fused Triton kernel over the packed stream, the default, or SDPA per
 view size: `sdpa` for PyTorch's choice of kernel, or one kernel), `--gelu` (our kernels for the MLP's bias +
 GELU, the default, or PyTorch's), `--compile-views` (the augmentations compiled), `--compile-optimizer`
-(AdamW's step compiled), `--whole-step` (the step as `train` runs it: views, model and loss one compiled function),
+(AdamW's step compiled), `--whole-step` (views, model and loss one compiled function: `trainer.step_forward`),
 `--coordinate-descent` (Inductor tunes its kernels' launch configurations), `--compile-mode` (torch.compile's
-mode; `reduce-overhead`, CUDA graphs, is how `train` runs one process).
+mode). `train` on one GPU runs the step as `--whole-step --compile-mode reduce-overhead` (CUDA graphs).
 With the fused kernel, the run first checks it against SDPA at the benchmark's shapes (`attention_check`
 in the JSON: errors against float32, and the time of one layer's attention, forward and backward).
 
