@@ -180,15 +180,10 @@ class NodeKatex:
             line=formula.line,
         )
 
-    def kill(self) -> None:
-        """Kill the workers; a reader waiting on their pipes sees them end (close() then releases the pipes)."""
-        for worker in self.workers:
+    def close(self) -> None:
+        for worker in list(self.workers):
             worker.kill()
             worker.wait()
-
-    def close(self) -> None:
-        self.kill()
-        for worker in list(self.workers):
             for stream in (worker.stdin, worker.stdout, worker.stderr):
                 try:
                     stream.close()
@@ -220,9 +215,6 @@ class PyKatex:
             if deliver:
                 deliver(i, out[-1])
         return out
-
-    def kill(self) -> None:
-        pass
 
     def close(self) -> None:
         pass
@@ -335,13 +327,10 @@ class MathRenderer:
         return html
 
     def close(self) -> None:
-        """Stop the Node workers (a build calls this whether it succeeded or not). The background reader must end
-        before their pipes are closed: a closed pipe's file descriptor can be reused at once (say by Ctrl-C's
-        clean-up), and a reader then waiting on it would hold the build for up to RENDER_SECONDS."""
-        self.engine.kill()
+        """Stop the Node workers (a build calls this whether it succeeded or not)."""
+        self.engine.close()
         if self.thread:
             self.thread.join()
-        self.engine.close()
 
     def save(self) -> None:
         if self.cache_path and self.dirty:
