@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import signal
 from pathlib import Path
 
 # Triton kernels (train/packed_attention.py) run in Triton's interpreter, on the CPU: set before the first
@@ -147,6 +148,13 @@ y_title: top-1 accuracy (fraction)
     "exports/figures/a/attention.json": panels_json(),
     "exports/figures/a/probe.csv": 'method,top1\nLeJEPA,0.41\n"Info, NCE",0.38\nnot run,\n',
 }
+
+
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` of a command that a test stops with Ctrl-C (SIGINT): its default action back, as in a
+    terminal. A shell starts a background job with SIGINT ignored, every process under it inherits that, and
+    Python then never raises KeyboardInterrupt: run that way, the test would wait for a build that ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_site(root: Path, files: dict[str, str]) -> Path:

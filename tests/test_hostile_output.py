@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from site_builder import cli
+from tests.conftest import sigint_as_in_a_terminal
 from test_hostile_content import build, site, snapshot, write  # noqa: F401 (site: fixture)
 from test_hostile_runs import runs  # noqa: F401 (fixture: real offline wandb runs)
 
@@ -172,7 +173,8 @@ def test_ctrl_c_during_formula_rendering_prints_no_worker_tracebacks(site):
     write(site, {"content/b.md": f"---\ntitle: B\norder: 2\n---\n\n{formulas}\n"})
     before = snapshot(site / "dist")
     proc = subprocess.Popen([sys.executable, "-m", "site_builder", "build", "--jobs", "2", "--root", str(site)],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     deadline = time.monotonic() + 60
     while proc.poll() is None and not children.read_text().split() and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from site_builder.content.markdown import parse_markdown
 from site_builder.content.math import Formula, MathRenderer, NodeKatex, PyKatex, make_engine
 from site_builder.errors import UserError
 from site_builder.site.build import build_site
-from tests.conftest import write_site
+from tests.conftest import sigint_as_in_a_terminal, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 KATEX = REPO / "node_modules" / "katex"
@@ -119,7 +119,7 @@ def test_ctrl_c_stops_a_build_rendering_formulas(tmp_path):
     (root / "dist").mkdir()
     (root / "dist" / "index.html").write_text("previous build")
     proc = subprocess.Popen([sys.executable, "-m", "site_builder", "build", "--root", str(root), "--jobs", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
     workers = []
     deadline = time.monotonic() + 20
     while not workers and time.monotonic() < deadline:  # wait until it is rendering in Node
