@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from site_builder.train.augment import AugConfig, draw, views_with  # noqa: E402
+from site_builder.train.augment import AugConfig, draw_views, views_with  # noqa: E402
 from site_builder.train.model import Projector, ViT, ViTConfig  # noqa: E402
 from site_builder.train.trainer import Objective, Student, TrainConfig, step_forward, train_step  # noqa: E402
 
@@ -32,7 +32,7 @@ def _combined_batch(cfg: TrainConfig, world: int):
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (world * B, 32, 32, 3), dtype=torch.uint8, generator=gen)
     labels = torch.arange(world * B) % 100
-    u = draw((cfg.aug.global_views + cfg.aug.local_views) * world * B, "cpu", torch.Generator().manual_seed(2))
+    u = draw_views(world * B, cfg.aug, "cpu", torch.Generator().manual_seed(2))
     return images, u, labels
 
 

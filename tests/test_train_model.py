@@ -194,7 +194,8 @@ def test_blur_is_the_2d_gaussian_convolution_with_reflected_borders():
 
 def test_views_are_a_function_of_the_draws_and_compile_to_the_same_numbers():
     """Same images and draws, same views (the random numbers are all in the draws); torch.compile's fused
-    version (`compiled_views`, what `train` runs on the GPU) gives the same views to float32 rounding."""
+    version (`compiled_views`, what `train` runs under DDP; on one GPU the step's graph compiles `views_with`
+    with the rest) gives the same views to float32 rounding."""
     cfg = AugConfig(global_views=2, local_views=1, jitter_p=0.5, gray_p=0.5, blur_p=0.5, solarize_p=0.5)
     images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
     u = draw(3 * 8, "cpu", torch.Generator().manual_seed(0))

@@ -168,8 +168,12 @@ def compiled_views(device, mode: str = "default"):
     return torch.compile(views_with, fullgraph=True, mode=mode)
 
 
+def draw_views(images: int, cfg: AugConfig, device, gen=None) -> torch.Tensor:
+    """The draws of all the views of `images` images, as `views_with` takes them."""
+    return draw((cfg.global_views + cfg.local_views) * images, device, gen)
+
+
 def make_views(images_u8: torch.Tensor, cfg: AugConfig, gen=None,
                views=views_with) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 B x H x W x 3 -> their augmented views as `views_with` returns them (one draw for all views)."""
-    n = (cfg.global_views + cfg.local_views) * images_u8.shape[0]
-    return views(images_u8, draw(n, images_u8.device, gen), cfg)
+    return views(images_u8, draw_views(images_u8.shape[0], cfg, images_u8.device, gen), cfg)

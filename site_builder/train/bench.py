@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from site_builder.train.augment import AugConfig, compiled_views, draw, make_constants, make_views, views_with
+from site_builder.train.augment import AugConfig, compiled_views, draw_views, make_constants, make_views, views_with
 from site_builder.train.config import forward_flops_per_image  # torch-free, also used by report_numbers
 from site_builder.train.data import MEAN, STD
 from site_builder.train import model as vit
@@ -213,8 +213,7 @@ def bench_ours(images_gpu, cfg, aug, bs, steps, warmup, compile_: bool, compile_
         if forward is None:
             glob, loc = make_views(images, aug, gen, views)
             return _step(module, opt, glob, loc, aug, bs, i, objective, opt_step)
-        u = draw((aug.global_views + aug.local_views) * bs, device, gen)
-        train_step(forward, opt, images, u, objective.directions(i), labels)
+        train_step(forward, opt, images, draw_views(bs, aug, device, gen), objective.directions(i), labels)
 
     n = len(images_gpu)
     order = torch.randperm(n, device=device)

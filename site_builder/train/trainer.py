@@ -22,7 +22,7 @@ from torch import nn
 
 from site_builder.errors import UserError
 from site_builder.train import objectives
-from site_builder.train.augment import compiled_views, draw, make_constants, views_with
+from site_builder.train.augment import compiled_views, draw_views, make_constants, views_with
 from site_builder.train.checkpoint import read_checkpoint, save_checkpoint
 from site_builder.train.data import load_cifar100, normalize, validation_split
 from site_builder.train.config import TrainConfig
@@ -208,8 +208,7 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def _train_step(self, idx: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         self.opt.param_groups[0]["lr"] = lr  # group 1 (online probe) keeps its constant lr
-        a = self.cfg.aug
-        u = draw((a.global_views + a.local_views) * len(idx), self.setup.device, self.aug_gen)
+        u = draw_views(len(idx), self.cfg.aug, self.setup.device, self.aug_gen)
         return train_step(self.forward, self.opt, self.train_x[idx], u, self.objective.directions(self.step),
                           self.train_y[idx])
 
