@@ -1,7 +1,8 @@
 """The fused packed attention (Triton, run here by Triton's CPU interpreter) against Block's SDPA path:
 the same outputs and the same gradients, for sequences shorter and longer than a kernel tile, packed
-in groups of different sizes, with a token count that is not a multiple of the tile, and with query and key
-tiles of different sizes."""
+in groups of different sizes, with a token count that is not a multiple of the tile: the tiled backward (also
+with query and key tiles of different sizes) and the sequence-aligned one (several sequences a tile, groups whose
+sequences do not fill their last tile)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def _groups(grids: list[tuple[int, int]]) -> list[vit.ViewGroup]:
 
 # 65 tokens (more than one tile), 17 tokens (several sequences in a tile), 145 tokens (three tiles)
 GRIDS = [(3, 8), (5, 4), (1, 12)]
+# the recipe's sequences (65 and 37 tokens: one and three a tile) and shorter ones (17: seven a tile)
+SHORT_GRIDS = [(3, 8), (4, 6), (5, 4)]
 
 
 def test_tables_mark_each_tokens_sequence_and_leave_cls_unrotated():
@@ -42,16 +45,9 @@ def test_tables_mark_each_tokens_sequence_and_leave_cls_unrotated():
     assert torch.equal(packed.cos[11:20], groups[1].cos) and torch.equal(packed.sin[6:10], groups[0].sin)
 
 
-@pytest.mark.parametrize("tiles", [None, Tiles(16, 32, 4, 1), Tiles(32, 16, 2, 1)],
-                         ids=["module's tiles", "16 queries x 32 keys", "32 queries x 16 keys"])
-def test_forward_and_gradients_match_sdpa_per_group(monkeypatch, tiles):
-    for kernel in ("FORWARD", "BACKWARD_DQ", "BACKWARD_DKDV"):
-        monkeypatch.setattr(kernels, kernel, tiles or getattr(kernels, kernel))
+def _assert_matches_sdpa(groups: list[vit.ViewGroup]) -> None:
     torch.manual_seed(0)
-    groups = _groups(GRIDS)
     n = sum(g.size for g in groups)
-    sides = {t.queries for t in (kernels.FORWARD, kernels.BACKWARD_DQ)} | {kernels.BACKWARD_DKDV.keys}
-    assert all(n % side and max(g.tokens for g in groups) > 2 * side for side in sides)
     block = vit.Block(CFG)
     qkv = torch.randn(n, 3 * CFG.width, requires_grad=True)
     grad = torch.randn(n, CFG.width)
@@ -64,6 +60,27 @@ def test_forward_and_gradients_match_sdpa_per_group(monkeypatch, tiles):
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_dqkv, want_dqkv, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tiles", [None, Tiles(16, 32, 4, 1), Tiles(32, 16, 2, 1)],
+                         ids=["module's tiles", "16 queries x 32 keys", "32 queries x 16 keys"])
+def test_tiled_kernels_match_sdpa_per_group(monkeypatch, tiles):
+    for kernel in ("FORWARD", "BACKWARD_DQ", "BACKWARD_DKDV"):
+        monkeypatch.setattr(kernels, kernel, tiles or getattr(kernels, kernel))
+    groups = _groups(GRIDS)
+    assert max(g.tokens for g in groups) > kernels.ALIGNED_ROWS  # so the backward is the tiled one
+    n = sum(g.size for g in groups)
+    sides = {t.queries for t in (kernels.FORWARD, kernels.BACKWARD_DQ)} | {kernels.BACKWARD_DKDV.keys}
+    assert all(n % side and max(g.tokens for g in groups) > 2 * side for side in sides)
+    _assert_matches_sdpa(groups)
+
+
+def test_sequence_aligned_backward_matches_sdpa_per_group():
+    groups = _groups(SHORT_GRIDS)
+    assert max(g.tokens for g in groups) <= kernels.ALIGNED_ROWS  # so the backward is the sequence-aligned one
+    per_tile = [kernels.ALIGNED_ROWS // g.tokens for g in groups]
+    assert max(per_tile) > 1 and any(g.images % n for g, n in zip(groups, per_tile))  # a last tile not full
+    _assert_matches_sdpa(groups)
 
 
 def test_a_token_sees_only_its_own_sequence():

@@ -10,9 +10,11 @@ loads them, lets each query attend to the keys of its own sequence only, and wri
 the projection reads (N x H*d); the backward writes the gradient in the qkv layer's layout (N x 3*H*d).
 The same numbers as `Block`'s SDPA path (tests/test_packed_attention.py, and `bench`'s check on the GPU).
 
-The kernels follow FlashAttention-2 (online softmax forward; backward recomputing the probabilities from the
-saved log-sum-exp, one kernel for dq and one for dk, dv), with block-diagonal masking: a tile of queries
-visits only the keys from the start of its first query's sequence to the end of its last one's.
+The forward follows FlashAttention-2 (online softmax), with block-diagonal masking: a tile of queries visits only
+the keys from the start of its first query's sequence to the end of its last one's. The backward recomputes the
+probabilities from the saved log-sum-exp. For sequences of up to ALIGNED_ROWS tokens (the recipe's) it is
+sequence-aligned: a program owns whole sequences of one view group, whose scores fit in one tile, and computes dq,
+dk and dv in one pass. Longer sequences take FlashAttention-2's tiled backward (one kernel for dq, one for dk, dv).
 """
 
 from __future__ import annotations
@@ -53,24 +55,33 @@ FORWARD = Tiles(queries=64, keys=64, warps=4, stages=3)
 BACKWARD_DQ = Tiles(queries=64, keys=64, warps=4, stages=3)
 BACKWARD_DKDV = Tiles(queries=64, keys=64, warps=4, stages=3)
 
+# The sequence-aligned backward's tile: as many whole sequences of a group as fit in 128 rows (one 65-token view,
+# three 37-token ones), 8 warps; the step's fastest in the tenth stretch (NOTES.md). Longer sequences' scores
+# (rows x rows, float32) would not fit in a program's registers.
+ALIGNED_ROWS = 128
+ALIGNED_WARPS = 8
+
 
 @dataclass(frozen=True)
 class PackedSequences:
     """Per-token tables of a packed stream: the rotary cos/sin of each token (N x head_dim/2, float32; the CLS
     token, which has no position, gets cos 1 and sin 0) and the first and one-past-last token index of the
-    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the tokens a tile visits."""
+    token's sequence (N, int32); `longest`, the most tokens of a sequence, bounds the tokens a tile visits;
+    `layout`, each view group's first token, sequences and tokens a sequence, one after another."""
 
     cos: torch.Tensor
     sin: torch.Tensor
     starts: torch.Tensor
     ends: torch.Tensor
     longest: int
+    layout: tuple[int, ...]
 
     @classmethod
     def of(cls, groups: list[ViewGroup]) -> PackedSequences:
-        cos, sin, starts, ends = [], [], [], []
+        cos, sin, starts, ends, layout = [], [], [], [], []
         offset = 0
         for g in groups:
+            layout += [offset, g.images, g.tokens]
             device, half = g.cos.device, g.cos.shape[1]
             cos.append(torch.cat([torch.ones(1, half, device=device), g.cos]).repeat(g.images, 1))
             sin.append(torch.cat([torch.zeros(1, half, device=device), g.sin]).repeat(g.images, 1))
@@ -78,7 +89,8 @@ class PackedSequences:
             starts.append(first.repeat_interleave(g.tokens))
             ends.append((first + g.tokens).repeat_interleave(g.tokens))
             offset += g.size
-        return cls(torch.cat(cos), torch.cat(sin), torch.cat(starts), torch.cat(ends), max(g.tokens for g in groups))
+        return cls(torch.cat(cos), torch.cat(sin), torch.cat(starts), torch.cat(ends), max(g.tokens for g in groups),
+                   tuple(layout))
 
 
 @triton.jit
@@ -113,9 +125,13 @@ def _load_keys(QKV, COS, SIN, STARTS, cols, valid, head, D: tl.constexpr, HALF: 
     """k (rotated halves) and v of `cols` for one head, and the first token of each one's sequence (-2 where
     not `valid`, which matches no query)."""
     ka, kb = _load_rotated(QKV, COS, SIN, cols, valid, 1, head, D, HALF)
-    v = tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-                mask=valid[:, None], other=0.0)
-    return ka, kb, v, tl.load(STARTS + cols, mask=valid, other=-2)
+    return ka, kb, _load_values(QKV, cols, valid, head, D, HALF), tl.load(STARTS + cols, mask=valid, other=-2)
+
+
+@triton.jit
+def _load_values(QKV, cols, valid, head, D: tl.constexpr, HALF: tl.constexpr):
+    return tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
+                   mask=valid[:, None], other=0.0)
 
 
 @triton.jit
@@ -242,6 +258,38 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
              dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
 
 
+@triton.jit
+def _packed_attention_backward_aligned(QKV, first, count, COS, SIN, OUT, GRAD, LSE, DQKV, qk_scale, scale,
+                                       H: tl.constexpr, HALF: tl.constexpr, TOKENS: tl.constexpr,
+                                       SEQS: tl.constexpr, ROWS: tl.constexpr):
+    """dq, dk and dv of SEQS whole sequences of TOKENS tokens (a group's, from its `first` token) in one pass."""
+    head = tl.program_id(1)
+    D: tl.constexpr = H * 2 * HALF
+    local = tl.arange(0, ROWS)
+    seq = local // TOKENS
+    valid = (local < SEQS * TOKENS) & (tl.program_id(0) * SEQS + seq < count)
+    rows = first + tl.program_id(0) * (SEQS * TOKENS) + local
+    qa, qb = _load_rotated(QKV, COS, SIN, rows, valid, 0, head, D, HALF)
+    ka, kb = _load_rotated(QKV, COS, SIN, rows, valid, 1, head, D, HALF)
+    v = _load_values(QKV, rows, valid, head, D, HALF)
+    dims = tl.arange(0, 2 * HALF)
+    od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
+    do = tl.load(GRAD + od, mask=valid[:, None], other=0.0)
+    o = tl.load(OUT + od, mask=valid[:, None], other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    lse = tl.load(LSE + rows * H + head, mask=valid, other=0.0)
+    s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
+    p = tl.where((seq[:, None] == seq[None, :]) & valid[None, :], tl.exp2(s - lse[:, None]), 0.0)
+    dv = tl.dot(tl.trans(p.to(do.dtype)), do)
+    ds = (p * (tl.dot(do, tl.trans(v)) - delta[:, None])).to(qa.dtype)
+    _store_unrotated(DQKV, COS, SIN, rows, valid, 0, head, D, HALF, tl.dot(ds, ka) * scale, tl.dot(ds, kb) * scale)
+    ds_t = tl.trans(ds)
+    _store_unrotated(DQKV, COS, SIN, rows, valid, 1, head, D, HALF, tl.dot(ds_t, qa) * scale,
+                     tl.dot(ds_t, qb) * scale)
+    tl.store(DQKV + rows[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
+             dv.to(DQKV.dtype.element_ty), mask=valid[:, None])
+
+
 def _launch(kernel, tiles: Tiles, keys_own: bool, qkv: torch.Tensor, heads: int, longest: int, *args) -> None:
     """Run `kernel` on (its tiles of the stream) x heads programs: a tile of queries, or of keys where
     `keys_own`, visiting the other side's tiles of its sequences."""
@@ -259,7 +307,7 @@ def _scale(qkv: torch.Tensor, heads: int) -> float:
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
 def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor,
-               ends: torch.Tensor, heads: int, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
+               ends: torch.Tensor, heads: int, longest: int, layout: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
     lse = qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
     _launch(_packed_attention_forward, FORWARD, False, qkv, heads, longest,
@@ -268,17 +316,25 @@ def _attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, starts: 
 
 
 @_attention.register_fake
-def _(qkv, cos, sin, starts, ends, heads, longest):
+def _(qkv, cos, sin, starts, ends, heads, longest, layout):
     return qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3), qkv.new_empty(qkv.shape[0], heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("site_builder::packed_attention_backward", mutates_args=())
 def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                         cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
-                        heads: int, longest: int) -> torch.Tensor:
+                        heads: int, longest: int, layout: list[int]) -> torch.Tensor:
     dqkv = torch.empty_like(qkv)
-    delta = torch.empty_like(lse)
     n, scale = qkv.shape[0], _scale(qkv, heads)
+    if longest <= ALIGNED_ROWS:
+        for first, count, tokens in zip(layout[0::3], layout[1::3], layout[2::3]):
+            per_tile = ALIGNED_ROWS // tokens
+            _packed_attention_backward_aligned[(triton.cdiv(count, per_tile), heads)](
+                qkv, first, count, cos, sin, out, grad, lse, dqkv, scale * LOG2E, scale, H=heads,
+                HALF=qkv.shape[1] // 3 // heads // 2, TOKENS=tokens, SEQS=per_tile, ROWS=ALIGNED_ROWS,
+                num_warps=ALIGNED_WARPS)
+        return dqkv
+    delta = torch.empty_like(lse)
     _launch(_packed_attention_backward_dq, BACKWARD_DQ, False, qkv, heads, longest,
             cos, sin, starts, ends, out, grad, lse, delta, dqkv, n, scale * LOG2E, scale)
     _launch(_packed_attention_backward_dkdv, BACKWARD_DKDV, True, qkv, heads, longest,
@@ -287,20 +343,21 @@ def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor
 
 
 @_attention_backward.register_fake
-def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, longest):
+def _(grad, qkv, out, lse, cos, sin, starts, ends, heads, longest, layout):
     return torch.empty_like(qkv)
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, cos, sin, starts, ends, heads, longest = inputs
+    qkv, cos, sin, starts, ends, heads, longest, layout = inputs
     ctx.save_for_backward(qkv, cos, sin, starts, ends, *output)
-    ctx.heads, ctx.longest = heads, longest
+    ctx.heads, ctx.longest, ctx.layout = heads, longest, layout
 
 
 def _backward(ctx, grad_out, _grad_lse):
     qkv, cos, sin, starts, ends, out, lse = ctx.saved_tensors
-    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.longest)
-    return dqkv, None, None, None, None, None, None
+    dqkv = _attention_backward(grad_out.contiguous(), qkv, out, lse, cos, sin, starts, ends, ctx.heads, ctx.longest,
+                               ctx.layout)
+    return dqkv, None, None, None, None, None, None, None
 
 
 _attention.register_autograd(_backward, setup_context=_setup_context)
@@ -311,4 +368,4 @@ def packed_attention(qkv: torch.Tensor, packed: PackedSequences, heads: int) -> 
 
     qkv: N x 3*H*d, the qkv layer's output (q, k, v, each H heads of d); returns N x H*d."""
     return _attention(qkv.contiguous(), packed.cos, packed.sin, packed.starts, packed.ends, heads,
-                      packed.longest)[0]
+                      packed.longest, list(packed.layout))[0]
