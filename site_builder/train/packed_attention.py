@@ -129,9 +129,32 @@ def _load_keys(QKV, COS, SIN, STARTS, cols, valid, head, D: tl.constexpr, HALF: 
 
 
 @triton.jit
+def _values_at(QKV, cols, head, D: tl.constexpr, HALF: tl.constexpr):
+    """Where v of `cols` for one head lies in the qkv layout (also dv's place in the gradient)."""
+    return QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :]
+
+
+@triton.jit
 def _load_values(QKV, cols, valid, head, D: tl.constexpr, HALF: tl.constexpr):
-    return tl.load(QKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :],
-                   mask=valid[:, None], other=0.0)
+    return tl.load(_values_at(QKV, cols, head, D, HALF), mask=valid[:, None], other=0.0)
+
+
+@triton.jit
+def _head_at(rows, head, D: tl.constexpr, HALF: tl.constexpr):
+    """Offsets of one head's columns of `rows` in an N x H*d tensor (the output and its gradient)."""
+    return rows[:, None] * D + head * (2 * HALF) + tl.arange(0, 2 * HALF)[None, :]
+
+
+@triton.jit
+def _output_grad(OUT, GRAD, LSE, rows, valid, head, H: tl.constexpr, HALF: tl.constexpr):
+    """For the queries `rows` of one head: the output's gradient, delta = rowsum(out * grad), and the forward's
+    log-sum-exp."""
+    D: tl.constexpr = H * 2 * HALF
+    od = _head_at(rows, head, D, HALF)
+    do = tl.load(GRAD + od, mask=valid[:, None], other=0.0)
+    o = tl.load(OUT + od, mask=valid[:, None], other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    return do, delta, tl.load(LSE + rows * H + head, mask=valid, other=0.0)
 
 
 @triton.jit
@@ -169,7 +192,6 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
     rows, row_ok, qa, qb, row_seq, lo, hi = _query_tile(QKV, COS, SIN, STARTS, ENDS, tile, head, N, D, HALF, BM)
-    dims = tl.arange(0, 2 * HALF)
     m = tl.full([BM], float("-inf"), tl.float32)
     total = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, 2 * HALF], tl.float32)
@@ -187,8 +209,7 @@ def _packed_attention_forward(QKV, COS, SIN, STARTS, ENDS, OUT, LSE, N, qk_scale
             m = m_new
     total = tl.where(row_ok, total, 1.0)
     out = acc / total[:, None]
-    tl.store(OUT + rows[:, None] * D + head * (2 * HALF) + dims[None, :], out.to(OUT.dtype.element_ty),
-             mask=row_ok[:, None])
+    tl.store(OUT + _head_at(rows, head, D, HALF), out.to(OUT.dtype.element_ty), mask=row_ok[:, None])
     tl.store(LSE + rows * H + head, m + tl.log2(total), mask=row_ok)
 
 
@@ -200,13 +221,8 @@ def _packed_attention_backward_dq(QKV, COS, SIN, STARTS, ENDS, OUT, GRAD, LSE, D
     tile, head = tl.program_id(0), tl.program_id(1)
     D: tl.constexpr = H * 2 * HALF
     rows, row_ok, qa, qb, row_seq, lo, hi = _query_tile(QKV, COS, SIN, STARTS, ENDS, tile, head, N, D, HALF, BM)
-    dims = tl.arange(0, 2 * HALF)
-    od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
-    do = tl.load(GRAD + od, mask=row_ok[:, None], other=0.0)
-    o = tl.load(OUT + od, mask=row_ok[:, None], other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    do, delta, lse = _output_grad(OUT, GRAD, LSE, rows, row_ok, head, H, HALF)
     tl.store(DELTA + rows * H + head, delta, mask=row_ok)
-    lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
     ga = tl.zeros([BM, HALF], tl.float32)
     gb = tl.zeros([BM, HALF], tl.float32)
     for j in range(0, BLOCKS):
@@ -230,7 +246,6 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
     D: tl.constexpr = H * 2 * HALF
     cols = tile * BN + tl.arange(0, BN)
     col_ok = cols < N
-    dims = tl.arange(0, 2 * HALF)
     ka, kb, v, col_seq = _load_keys(QKV, COS, SIN, STARTS, cols, col_ok, head, D, HALF)
     lo, hi = _span(STARTS, ENDS, tile, BN, N)
     ga = tl.zeros([BN, HALF], tl.float32)
@@ -242,7 +257,7 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
             rows = start + tl.arange(0, BM)
             row_ok = rows < hi
             qa, qb = _load_rotated(QKV, COS, SIN, rows, row_ok, 0, head, D, HALF)
-            do = tl.load(GRAD + rows[:, None] * D + head * (2 * HALF) + dims[None, :], mask=row_ok[:, None], other=0.0)
+            do = tl.load(GRAD + _head_at(rows, head, D, HALF), mask=row_ok[:, None], other=0.0)
             lse = tl.load(LSE + rows * H + head, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + rows * H + head, mask=row_ok, other=0.0)
             row_seq = tl.load(STARTS + rows, mask=row_ok, other=-1)
@@ -254,8 +269,7 @@ def _packed_attention_backward_dkdv(QKV, COS, SIN, STARTS, ENDS, GRAD, LSE, DELT
             ga += tl.dot(ds_t, qa)
             gb += tl.dot(ds_t, qb)
     _store_unrotated(DQKV, COS, SIN, cols, col_ok, 1, head, D, HALF, ga * scale, gb * scale)
-    tl.store(DQKV + cols[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
-             dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
+    tl.store(_values_at(DQKV, cols, head, D, HALF), dv.to(DQKV.dtype.element_ty), mask=col_ok[:, None])
 
 
 @triton.jit
@@ -272,12 +286,7 @@ def _packed_attention_backward_aligned(QKV, first, count, COS, SIN, OUT, GRAD, L
     qa, qb = _load_rotated(QKV, COS, SIN, rows, valid, 0, head, D, HALF)
     ka, kb = _load_rotated(QKV, COS, SIN, rows, valid, 1, head, D, HALF)
     v = _load_values(QKV, rows, valid, head, D, HALF)
-    dims = tl.arange(0, 2 * HALF)
-    od = rows[:, None] * D + head * (2 * HALF) + dims[None, :]
-    do = tl.load(GRAD + od, mask=valid[:, None], other=0.0)
-    o = tl.load(OUT + od, mask=valid[:, None], other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    lse = tl.load(LSE + rows * H + head, mask=valid, other=0.0)
+    do, delta, lse = _output_grad(OUT, GRAD, LSE, rows, valid, head, H, HALF)
     s = (tl.dot(qa, tl.trans(ka)) + tl.dot(qb, tl.trans(kb))) * qk_scale
     p = tl.where((seq[:, None] == seq[None, :]) & valid[None, :], tl.exp2(s - lse[:, None]), 0.0)
     dv = tl.dot(tl.trans(p.to(do.dtype)), do)
@@ -286,23 +295,26 @@ def _packed_attention_backward_aligned(QKV, first, count, COS, SIN, OUT, GRAD, L
     ds_t = tl.trans(ds)
     _store_unrotated(DQKV, COS, SIN, rows, valid, 1, head, D, HALF, tl.dot(ds_t, qa) * scale,
                      tl.dot(ds_t, qb) * scale)
-    tl.store(DQKV + rows[:, None] * (3 * D) + 2 * D + head * (2 * HALF) + dims[None, :],
-             dv.to(DQKV.dtype.element_ty), mask=valid[:, None])
+    tl.store(_values_at(DQKV, rows, head, D, HALF), dv.to(DQKV.dtype.element_ty), mask=valid[:, None])
 
 
 def _launch(kernel, tiles: Tiles, keys_own: bool, qkv: torch.Tensor, heads: int, longest: int, *args) -> None:
     """Run `kernel` on (its tiles of the stream) x heads programs: a tile of queries, or of keys where
     `keys_own`, visiting the other side's tiles of its sequences."""
-    half = qkv.shape[1] // 3 // heads // 2
+    half = _head_dim(qkv, heads) // 2
     own, other = (tiles.keys, tiles.queries) if keys_own else (tiles.queries, tiles.keys)
     grid = (triton.cdiv(qkv.shape[0], own), heads)
     kernel[grid](qkv, *args, H=heads, HALF=half, BM=tiles.queries, BN=tiles.keys,
                  BLOCKS=tiles.blocks(own, other, longest), num_warps=tiles.warps, num_stages=tiles.stages)
 
 
+def _head_dim(qkv: torch.Tensor, heads: int) -> int:
+    return qkv.shape[1] // 3 // heads
+
+
 def _scale(qkv: torch.Tensor, heads: int) -> float:
     """The softmax scale, 1/sqrt(head_dim)."""
-    return 1.0 / math.sqrt(qkv.shape[1] // 3 // heads)
+    return 1.0 / math.sqrt(_head_dim(qkv, heads))
 
 
 @torch.library.custom_op("site_builder::packed_attention", mutates_args=())
@@ -325,16 +337,16 @@ def _attention_backward(grad: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor
                         cos: torch.Tensor, sin: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
                         heads: int, longest: int, layout: list[int]) -> torch.Tensor:
     dqkv = torch.empty_like(qkv)
-    n, scale = qkv.shape[0], _scale(qkv, heads)
+    scale = _scale(qkv, heads)
     if longest <= ALIGNED_ROWS:
         for first, count, tokens in zip(layout[0::3], layout[1::3], layout[2::3]):
             per_tile = ALIGNED_ROWS // tokens
             _packed_attention_backward_aligned[(triton.cdiv(count, per_tile), heads)](
                 qkv, first, count, cos, sin, out, grad, lse, dqkv, scale * LOG2E, scale, H=heads,
-                HALF=qkv.shape[1] // 3 // heads // 2, TOKENS=tokens, SEQS=per_tile, ROWS=ALIGNED_ROWS,
+                HALF=_head_dim(qkv, heads) // 2, TOKENS=tokens, SEQS=per_tile, ROWS=ALIGNED_ROWS,
                 num_warps=ALIGNED_WARPS)
         return dqkv
-    delta = torch.empty_like(lse)
+    n, delta = qkv.shape[0], torch.empty_like(lse)
     _launch(_packed_attention_backward_dq, BACKWARD_DQ, False, qkv, heads, longest,
             cos, sin, starts, ends, out, grad, lse, delta, dqkv, n, scale * LOG2E, scale)
     _launch(_packed_attention_backward_dkdv, BACKWARD_DKDV, True, qkv, heads, longest,
